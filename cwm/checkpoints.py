@@ -1,0 +1,261 @@
+"""Weights: our safetensors format, and the official ``.pth`` layout both ways.
+
+Our format is a folder with ``model.safetensors`` and ``config.json``::
+
+    {"format_version": 1, "architecture": {...CWMConfig fields...}, "training": {...}}
+
+Official files are ``{'model': state_dict}`` with separate ``attn.q_bias``/``attn.v_bias`` (and
+optionally ``attn.k_bias``); we read them with ``torch.load(weights_only=True)`` only, so a
+malicious pickle cannot run code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cwm.config import FORMAT_VERSION, CWMConfig
+from cwm.errors import ConfigError, WeightsError
+from cwm.model import CWM, build_model
+
+WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+_QKV_BIAS = re.compile(r"^(.*\.attn)\.(q_bias|k_bias|v_bias)$")
+
+# Head counts are not recoverable from shapes: the known releases (DESIGN.md §3).
+_ENC_HEADS = {768: 12, 1024: 16}
+_DEC_HEADS = {(384, False): 6, (512, True): 16, (512, False): 8}
+_RELEASES = {(768, 384, False), (1024, 512, False), (768, 512, True)}  # (enc_dim, dec_dim, k_bias)
+
+
+# --------------------------------------------------------------------------- official layout
+def _infer_config(sd: dict[str, torch.Tensor], heads: tuple[int, int] | None, img_size: Any) -> CWMConfig:
+    """Architecture from keys and shapes alone (plus the head counts)."""
+    try:
+        proj = sd["encoder.patch_embed.proj.weight"]  # (D, 3, 1, p, p)
+        enc_dim, p = proj.shape[0], proj.shape[-1]
+        dec_dim = sd["mask_token"].shape[-1]
+        head_w = sd["decoder.head.weight"]
+        enc_depth = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("encoder.blocks."))
+        dec_depth = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("decoder.blocks."))
+        mlp = sd["encoder.blocks.0.mlp.fc1.weight"].shape[0] / enc_dim
+    except (KeyError, ValueError, IndexError) as e:
+        raise WeightsError(f"not a CWM checkpoint: cannot infer the architecture (missing {e})") from None
+    if head_w.shape[0] != 3 * p * p:
+        raise WeightsError(f"decoder head outputs {head_w.shape[0]} values per token; expected 3*{p}*{p} "
+                           "(tubelet 1, RGB)")
+    k_bias = "encoder.blocks.0.attn.k_bias" in sd
+    if heads is None:
+        enc_h, dec_h = _ENC_HEADS.get(enc_dim), _DEC_HEADS.get((dec_dim, k_bias))
+        if enc_h is None or dec_h is None:
+            raise WeightsError(f"cannot infer head counts for encoder dim {enc_dim} / decoder dim {dec_dim} "
+                               "(not a known release); pass heads=(encoder_heads, decoder_heads)")
+        heads = (enc_h, dec_h)
+    base = dict(patch_size=p, enc_dim=enc_dim, enc_depth=enc_depth, enc_heads=heads[0],
+                dec_dim=dec_dim, dec_depth=dec_depth, dec_heads=heads[1], mlp_ratio=mlp, k_bias=k_bias)
+    # Neither the build resolution nor the frame count is in the weights (the positional tables are
+    # not stored). Known releases were built at 224 px; otherwise the resolution stays unknown (None)
+    # and the tables are regenerated natively for each input, as the official class built at that
+    # size would. The frame count only sets the predictor's default clip length: forward takes any T.
+    known = (enc_dim, dec_dim, k_bias) in _RELEASES
+    base["img_size"] = img_size if img_size is not None else ((224, 224) if known else None)
+    try:
+        return CWMConfig(**base)
+    except ConfigError as e:
+        raise WeightsError(f"inconsistent checkpoint: {e}") from None
+
+
+def official_to_ours(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename an official state dict to ours: q/k/v biases become one ``qkv.bias``."""
+    out, biases = {}, {}
+    for k, v in sd.items():
+        m = _QKV_BIAS.match(k)
+        if m:
+            biases.setdefault(m.group(1), {})[m.group(2)] = v
+        else:
+            out[k] = v
+    for prefix, b in biases.items():
+        if "q_bias" not in b or "v_bias" not in b:
+            raise WeightsError(f"{prefix} has {sorted(b)} but needs both q_bias and v_bias")
+        k_bias = b.get("k_bias", torch.zeros_like(b["q_bias"]))
+        out[f"{prefix}.qkv.bias"] = torch.cat([b["q_bias"], k_bias, b["v_bias"]])
+    return out
+
+
+def ours_to_official(sd: dict[str, torch.Tensor], k_bias: bool) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`official_to_ours`. Without ``k_bias`` the k part is dropped: a bias on the
+    keys adds the same q.b_k to every logit of a query, so softmax (and the output) ignores it."""
+    out = {}
+    for k, v in sd.items():
+        if k.endswith(".attn.qkv.bias"):
+            prefix = k[: -len(".qkv.bias")]
+            q, kb, vb = v.chunk(3)
+            out[f"{prefix}.q_bias"] = q.clone()
+            if k_bias:
+                out[f"{prefix}.k_bias"] = kb.clone()
+            out[f"{prefix}.v_bias"] = vb.clone()
+        else:
+            out[k] = v
+    return out
+
+
+def _load_strict(model: CWM, sd: dict[str, torch.Tensor], source: str) -> CWM:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_short(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_short(unexpected)}")
+        raise WeightsError(f"{source}: {'; '.join(parts)}")
+    for k, v in sd.items():
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise WeightsError(f"{source}: key '{k}' has shape {tuple(v.shape)}, the model expects "
+                               f"{tuple(expected[k].shape)}")
+    model.load_state_dict(sd, strict=True)
+    return model
+
+
+def _short(keys: list[str], n: int = 5) -> str:
+    more = f" and {len(keys) - n} more" if len(keys) > n else ""
+    return ", ".join(repr(k) for k in keys[:n]) + more
+
+
+def read_official(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read an official ``.pth`` safely (``weights_only=True``) and return its state dict."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError for unsafe globals, RuntimeError/EOFError for junk
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsError(f"cannot load '{path}' as a weights-only checkpoint: {reason[:200]}") from None
+    sd = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise WeightsError(f"'{path}' does not hold a state dict (got {type(sd).__name__})")
+    return {k: v for k, v in sd.items()}
+
+
+def model_from_official(sd: dict[str, torch.Tensor], heads: tuple[int, int] | None = None,
+                        img_size: Any = None, num_frames: int | None = None, source: str = "checkpoint") -> CWM:
+    """Build and strictly load a model from an official state dict."""
+    cfg = _infer_config(sd, heads, img_size)
+    if num_frames is not None:
+        cfg = cfg.replace(num_frames=num_frames)
+    return _load_strict(build_model(cfg), official_to_ours(sd), source)
+
+
+def save_official(model: CWM, path: str | Path) -> None:
+    """Write ``{'model': state_dict}`` in the official key layout (for the official tools)."""
+    sd = ours_to_official({k: v.detach().cpu() for k, v in model.state_dict().items()}, model.cfg.k_bias)
+    _atomic(Path(path), lambda tmp: torch.save({"model": sd}, tmp))
+
+
+# --------------------------------------------------------------------------- our format
+def save_pretrained(model: CWM, folder: str | Path, training: dict[str, Any] | None = None) -> Path:
+    """Write ``folder/model.safetensors`` and ``folder/config.json`` (each atomically)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format_version": FORMAT_VERSION, "architecture": model.cfg.to_dict(), "training": training or {}}
+    _atomic(folder / WEIGHTS_FILE, lambda tmp: save_file(sd, tmp, metadata={"format": "pt"}))
+    _atomic(folder / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
+    return folder
+
+
+def read_config(path: str | Path) -> tuple[CWMConfig, dict[str, Any]]:
+    """Parse ``config.json``: returns the config and the training metadata."""
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise WeightsError(f"'{path}' not found (a weights folder needs {CONFIG_FILE} beside {WEIGHTS_FILE})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot parse '{path}': {e}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("architecture"), dict):
+        raise ConfigError(f"'{path}' has no 'architecture' object")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise ConfigError(f"'{path}' has format_version {version!r}; this cwm reads versions 1..{FORMAT_VERSION} "
+                          "(upgrade cwm to read newer files)")
+    unknown = sorted(set(meta) - {"format_version", "architecture", "training", "preprocessing"})
+    if unknown:
+        raise ConfigError(f"'{path}' has unknown top-level field(s): {', '.join(unknown)}")
+    try:
+        cfg = CWMConfig.from_dict(meta["architecture"])
+    except ConfigError as e:
+        raise ConfigError(f"'{path}': {e}") from None
+    return cfg, meta.get("training", {})
+
+
+def load_pretrained(path: str | Path) -> CWM:
+    """Load our format: a folder, or a ``.safetensors`` file with ``config.json`` beside it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    weights = path if path.is_file() else folder / WEIGHTS_FILE
+    cfg, _ = read_config(folder / CONFIG_FILE)
+    if not weights.is_file():
+        raise WeightsError(f"'{weights}' not found")
+    try:
+        sd = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"cannot read '{weights}': {str(e)[:200]} (truncated or not a safetensors file?)") from None
+    return _load_strict(build_model(cfg), sd, str(weights))
+
+
+def _atomic(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------- one entry point
+def load_model(name_or_path: str | Path, heads: tuple[int, int] | None = None) -> CWM:
+    """Load a model from a registered name, a folder, a ``.safetensors`` file or an official ``.pth``.
+
+    Args:
+        name_or_path: see :data:`cwm.hub.WEIGHTS` for names.
+        heads: ``(encoder_heads, decoder_heads)`` for official files that are not a known release.
+    """
+    from cwm import hub
+
+    path = Path(name_or_path)
+    if not path.exists():
+        if str(name_or_path) in hub.WEIGHTS:
+            entry = hub.get_entry(str(name_or_path))
+            path = hub.local_path(entry.name)
+            if entry.variant:
+                from cwm.config import get_variant
+
+                v = get_variant(entry.variant)
+                sd = read_official(path)
+                return model_from_official(sd, heads or (v.enc_heads, v.dec_heads), v.img_size,
+                                           v.num_frames, source=str(path))
+        elif path.suffix or os.sep in str(name_or_path):
+            raise WeightsError(f"weights path '{name_or_path}' does not exist")
+        else:
+            hub.get_entry(str(name_or_path))  # raises with a "did you mean"
+    if path.is_dir() or path.suffix == ".safetensors":
+        return load_pretrained(path)
+    if path.suffix in (".pth", ".pt", ".bin", ".ckpt"):
+        if not os.access(path, os.R_OK):
+            raise WeightsError(f"cannot read '{path}': permission denied")
+        return model_from_official(read_official(path), heads, source=str(path))
+    raise WeightsError(f"'{path}' is neither a weights folder, a .safetensors file nor an official .pth file")

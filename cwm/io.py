@@ -1,0 +1,287 @@
+"""Image and video input/output.
+
+Every array crossing this module's boundary is numpy uint8 RGB: images ``[H, W, 3]`` and video
+frames ``[N, H, W, 3]`` (never OpenCV's BGR). Problems with the user's files raise
+:class:`~cwm.errors.InputError` with a one-line message naming the file and the reason.
+Heavy libraries (PIL, cv2, decord, av) are imported inside the functions that use them.
+"""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from cwm.atomic import atomic_write
+from cwm.errors import ConfigError, InputError
+from cwm.video import VideoReader, check_readable, one_line as _one_line, open_video
+
+__all__ = [
+    "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "VideoReader", "atomic_write", "is_image_path",
+    "is_video_path", "load_frame_pair", "open_video", "read_image", "write_image", "write_video",
+]
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+_PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF",
+                ".tiff": "TIFF", ".webp": "WEBP"}
+_CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
+#: JPEG/WebP quality of write_image and the x264 constant-rate factor of write_video: chosen to
+#: be visually lossless for figures, which matter more here than file size.
+JPEG_QUALITY = 95
+X264_CRF = 18
+
+
+def is_video_path(path: str | os.PathLike) -> bool:
+    """True if ``path`` has a video extension (mp4, avi, mov, mkv, webm; any case)."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def is_image_path(path: str | os.PathLike) -> bool:
+    """True if ``path`` has an image extension (png, jpg, jpeg, bmp, tif, tiff, webp; any case)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------
+def read_image(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
+    """Read an image file as uint8 RGB ``[H, W, 3]``.
+
+    Conversion policy, whatever the file holds:
+      - grayscale (1-bit, 8-bit, 16-bit) is replicated to three channels;
+      - palette images are expanded through their palette;
+      - alpha is dropped, not composited (transparent pixels show their stored colour, as with
+        ``cv2.imread``);
+      - 16-bit samples become 8-bit by keeping the high byte (``v >> 8``; exact for images that
+        were widened by ``v * 257``), which is also what PIL and OpenCV do for 16-bit RGB;
+      - the EXIF orientation tag is applied, so photos come out upright;
+      - CMYK, YCbCr and other colour modes are converted by PIL.
+
+    Args:
+        path: the image file.
+        max_side: if given, shrink the image (keeping its aspect ratio, with antialiasing) so
+            that its longer side is at most ``max_side``. JPEGs are then decoded at reduced
+            scale directly (PIL ``draft``), so even huge photos cost little memory; other
+            formats are decoded once at full size (about 4 bytes per pixel) and reduced.
+    Returns:
+        uint8 ``[H, W, 3]`` RGB array.
+    Raises:
+        InputError: missing path, a folder, no read permission, empty file, undecodable or
+            truncated data, or more pixels than PIL's decompression-bomb limit.
+    """
+    from PIL import Image, ImageOps
+
+    if max_side is not None and (not isinstance(max_side, (int, np.integer)) or max_side < 1):
+        raise ConfigError(f"max_side must be a positive integer, got {max_side!r}")
+    check_readable(path, "image")
+    try:
+        with Image.open(path) as im:
+            if max_side is not None:
+                im.draft("RGB", (max_side, max_side))  # JPEG only: DCT-domain downscale
+            im = ImageOps.exif_transpose(im)
+            im = _to_8bit_rgb(im)
+            if max_side is not None and max(im.size) > max_side:
+                im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+            out = np.asarray(im, dtype=np.uint8)
+    except Image.DecompressionBombError as e:
+        raise InputError(f"cannot read image '{path}': too many pixels to decode safely ({e})")
+    except Image.UnidentifiedImageError:
+        raise InputError(f"cannot read image '{path}': not a recognised image format") from None
+    except (OSError, ValueError, SyntaxError) as e:  # PIL's decoders use all three
+        raise InputError(f"cannot read image '{path}': undecodable data ({_one_line(e)})") from None
+    return np.ascontiguousarray(out)
+
+
+def _to_8bit_rgb(im):  # PIL.Image -> PIL.Image in mode "RGB"
+    """Apply read_image's conversion policy (see its docstring) to an open PIL image."""
+    from PIL import Image
+
+    if im.mode.startswith("I"):  # "I;16", "I;16B", "I;16L", "I" (32-bit): 16-bit grayscale
+        a = np.asarray(im).astype(np.int64, copy=False)
+        im = Image.fromarray((np.clip(a, 0, 65535) >> 8).astype(np.uint8), "L")
+    if im.mode == "RGB":
+        im.load()
+        return im
+    return im.convert("RGB")  # L, 1, P, PA, LA, RGBA, CMYK, YCbCr, F: alpha is dropped
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray, overwrite: bool = False) -> None:
+    """Write an image atomically; the format follows the extension (png, jpg/jpeg, bmp, tif, webp).
+
+    PNG, BMP and TIFF are lossless: :func:`read_image` returns exactly ``img``. JPEG and WebP
+    use quality :data:`JPEG_QUALITY`.
+
+    Args:
+        path: destination file; missing parent folders are created.
+        img: uint8 ``[H, W, 3]`` RGB, or ``[H, W]`` grayscale.
+        overwrite: replace an existing file; otherwise an existing file raises ``InputError``.
+    """
+    from PIL import Image
+
+    fmt = _PIL_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise InputError(f"cannot write image '{path}': unknown extension "
+                         f"(use one of {', '.join(sorted(_PIL_FORMATS))})")
+    img = np.asarray(img)
+    if img.dtype != np.uint8 or not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 3)):
+        raise InputError(f"cannot write image '{path}': expected uint8 [H, W, 3] or [H, W], "
+                         f"got {img.dtype} {list(img.shape)}")
+    options = {"quality": JPEG_QUALITY} if fmt in ("JPEG", "WEBP") else {}
+    if fmt == "WEBP":
+        options["lossless"] = False
+    with atomic_write(path, overwrite=overwrite) as tmp:
+        Image.fromarray(np.ascontiguousarray(img)).save(tmp, format=fmt, **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Video writing
+# ---------------------------------------------------------------------------------------------
+def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float,
+                overwrite: bool = False) -> int:
+    """Stream frames into a video file atomically and return how many were written.
+
+    mp4/mov/mkv/avi get H.264 (``libx264``, CRF :data:`X264_CRF`, yuv420p, faststart) and webm
+    gets VP9, through PyAV; without PyAV or that encoder, OpenCV writes MPEG-4 Part 2 (``mp4v``;
+    MJPG for avi, VP8 for webm). Frames are consumed one at a time, so memory stays constant.
+    H.264/yuv420p needs even sizes: an odd height or width is padded by repeating the last
+    row or column, so such a video reads back one pixel larger.
+
+    Args:
+        path: destination file (mp4, avi, mov, mkv or webm).
+        frames: iterable of uint8 ``[H, W, 3]`` RGB frames, all the same size.
+        fps: frames per second (> 0).
+        overwrite: replace an existing file; otherwise an existing file raises ``InputError``.
+    Returns:
+        the number of frames written.
+    Raises:
+        InputError: unknown extension, no frames, or a frame of the wrong dtype, shape or size.
+    """
+    ext = Path(path).suffix.lower()
+    if ext not in _CONTAINERS:
+        raise InputError(f"cannot write video '{path}': unknown extension "
+                         f"(use one of {', '.join(sorted(_CONTAINERS))})")
+    if not np.isfinite(fps) or fps <= 0:
+        raise ConfigError(f"fps must be a positive number, got {fps!r}")
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise InputError(f"cannot write video '{path}': no frames to write")
+    first = _check_frame(path, first, None, 0)
+    with atomic_write(path, overwrite=overwrite) as tmp:
+        codec = "libvpx-vp9" if ext == ".webm" else "libx264"
+        if _pyav_has_encoder(codec):
+            return _write_pyav(tmp, path, first, frames, fps, codec, _CONTAINERS[ext])
+        return _write_opencv(tmp, path, first, frames, fps, ext)
+
+
+def _check_frame(path, frame, size: tuple[int, int] | None, i: int) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise InputError(f"cannot write video '{path}': frame {i} must be uint8 [H, W, 3], "
+                         f"got {frame.dtype} {list(frame.shape)}")
+    if size is not None and frame.shape[:2] != size:
+        raise InputError(f"cannot write video '{path}': frame {i} is {frame.shape[1]}x"
+                         f"{frame.shape[0]}, frame 0 is {size[1]}x{size[0]}")
+    return frame
+
+
+def _pad_even(frame: np.ndarray) -> np.ndarray:
+    h, w = frame.shape[:2]
+    if h % 2 == 0 and w % 2 == 0:
+        return frame
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
+def _pyav_has_encoder(codec: str) -> bool:
+    try:
+        import av
+
+        av.codec.Codec(codec, "w")
+        return True
+    except Exception:  # PyAV missing, or built without this encoder
+        return False
+
+
+def _write_pyav(tmp: Path, path, first, frames, fps, codec: str, container_format: str) -> int:
+    import av
+
+    size = first.shape[:2]
+    options = {"movflags": "+faststart"} if container_format in ("mp4", "mov") else {}
+    with av.open(str(tmp), "w", format=container_format, options=options) as out:
+        stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = _pad_even(first).shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.options = ({"crf": str(X264_CRF)} if codec == "libx264"
+                          else {"deadline": "realtime", "cpu-used": "8"})
+        n = 0
+        for i, frame in enumerate(_chain(first, frames)):
+            frame = _pad_even(_check_frame(path, frame, size, i))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+            n += 1
+        for packet in stream.encode():
+            out.mux(packet)
+    return n
+
+
+def _write_opencv(tmp: Path, path, first, frames, fps, ext: str) -> int:
+    import cv2
+
+    fourcc = {".avi": "MJPG", ".webm": "VP80"}.get(ext, "mp4v")
+    h, w = first.shape[:2]
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
+    if not writer.isOpened():
+        raise InputError(f"cannot write video '{path}': OpenCV has no {fourcc} encoder "
+                         "and PyAV is unavailable")
+    n = 0
+    try:
+        for i, frame in enumerate(_chain(first, frames)):
+            frame = _check_frame(path, frame, (h, w), i)
+            writer.write(np.ascontiguousarray(frame[:, :, ::-1]))  # RGB -> BGR
+            n += 1
+    finally:
+        writer.release()
+    return n
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+# ---------------------------------------------------------------------------------------------
+# Frame pairs
+# ---------------------------------------------------------------------------------------------
+def load_frame_pair(a: str | os.PathLike, b: str | os.PathLike | None = None,
+                    gap: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Load the two frames a CWM compares.
+
+    Args:
+        a: a video, or the first image.
+        b: the second image (only with an image ``a``).
+        gap: for a video, the frames returned are ``0`` and ``gap``.
+    Returns:
+        ``(frame0, frame1)``, each uint8 ``[H, W, 3]`` RGB, of equal size.
+    Raises:
+        InputError: a video shorter than ``gap + 1`` frames, a single image, two images of
+            different sizes, or any read error.
+    """
+    if not isinstance(gap, (int, np.integer)) or gap < 1:
+        raise ConfigError(f"gap must be a positive integer, got {gap!r}")
+    if b is None:
+        if is_image_path(a):
+            raise InputError(f"need two frames, got one image '{a}': pass a second image or a video")
+        with open_video(a, min_frames=gap + 1) as video:
+            pair = video.get([0, gap])
+        return pair[0], pair[1]
+    if is_video_path(a) or is_video_path(b):
+        raise InputError(f"pass either one video or two images, got '{a}' and '{b}'")
+    f0, f1 = read_image(a), read_image(b)
+    if f0.shape != f1.shape:
+        raise InputError(f"frame sizes differ: {a} is {f0.shape[1]}x{f0.shape[0]}, "
+                         f"{b} is {f1.shape[1]}x{f1.shape[0]}")
+    return f0, f1
+

@@ -1,0 +1,186 @@
+"""The predictor: owns a model and its pre/post-processing, and speaks in the user's pixels.
+
+>>> p = cwm.load("default")
+>>> pred = p.predict(frame0, frame1, visible=0.05)          # predicted frame 1, same size as input
+>>> cf = p.counterfactual(frame0, moves=[((40, 30), (6, 0))], static=[(5, 5)])
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from cwm.errors import InputError
+from cwm.frames import check_points, from_tensor, resize, scale_points, to_tensor, to_tensor_pair
+from cwm.masking import last_frame_mask, make_mask
+from cwm.model import CWM
+
+Point = tuple[float, float]
+Move = tuple[Point, Point]
+
+
+class CWMPredictor:
+    """A CWM plus preprocessing. Inputs and outputs are in the user's pixels (DESIGN.md §2).
+
+    Attributes:
+        model: the ``nn.Module``; ``model(x, mask)`` has the official forward's semantics.
+        config: its :class:`cwm.config.CWMConfig`.
+        device: where the model runs.
+        size: ``(H, W)`` the frames are resized to before the model sees them.
+        patch_size, grid, num_frames: the model's patch side, patch grid ``(h, w)`` at ``size``,
+            and clip length. Together with :meth:`predict_fn` these are all the probes use, so any
+            object with the same attributes (an analytic oracle, say) can stand in for a predictor.
+    """
+
+    def __init__(self, model: CWM, device: str | torch.device | None = None):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.config = model.cfg
+        self.size = self.config.input_size
+        self.patch_size = self.config.patch_size
+        self.num_frames = self.config.num_frames
+        self.grid = (self.size[0] // self.patch_size, self.size[1] // self.patch_size)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"CWMPredictor(size={self.size}, patch={c.patch_size}, frames={c.num_frames}, "
+                f"encoder={c.enc_dim}x{c.enc_depth}, decoder={c.dec_dim}x{c.dec_depth}, device={self.device})")
+
+    # ------------------------------------------------------------------ the model as a function
+    def autocast(self):
+        """bf16 autocast on GPUs that support it; a no-op elsewhere (CPU runs float32)."""
+        if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def predict_fn(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The predicted last frame at model resolution, differentiable in ``video``.
+
+        Args:
+            video: ``[B, 3, T, H, W]`` RGB in [0, 1] at :attr:`size`, on :attr:`device`.
+            mask: ``[B, T*h*w]`` True = masked, only in the last frame.
+        Returns:
+            ``[B, 3, H, W]`` float32 (see :meth:`cwm.model.CWM.predict_frame`). This is the function
+            the probes differentiate.
+        """
+        return self.model.predict_frame(video, mask.to(video.device)).float()
+
+    def _clip(self, frame0: torch.Tensor, frame1: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, H, W]`` pair at user size -> ``[B, 3, T, h, w]`` at model size (frame 0 repeated
+        for models with more than two frames, as the official code does for static context)."""
+        f0, f1 = resize(frame0, self.size), resize(frame1, self.size)
+        frames = [f0] * (self.config.num_frames - 1) + [f1]
+        return torch.stack(frames, dim=2).to(self.device)
+
+    def _mask(self, batch: int, mask, visible: float, seed: int) -> torch.Tensor:
+        t = self.config.num_frames
+        if mask is None:
+            if not 0.0 < visible <= 1.0:
+                raise InputError(f"visible must be in (0, 1] (got {visible})")
+            return make_mask(batch, t, self.grid, 1.0 - min(visible, 1.0 - 1e-9), seed=seed)
+        mask = torch.as_tensor(mask, dtype=torch.bool)
+        n = self.grid[0] * self.grid[1]
+        if mask.ndim == 1:
+            mask = mask[None].expand(batch, -1)
+        if mask.shape[-1] == n:
+            mask = last_frame_mask(mask, t)
+        if mask.shape != (batch, t * n):
+            raise InputError(f"mask must be [B, {t * n}] or [B, {n}] (last frame only); got {tuple(mask.shape)}")
+        return mask
+
+    # ------------------------------------------------------------------ public API
+    @torch.no_grad()
+    def predict(self, frame0, frame1, mask=None, visible: float = 0.01, seed: int = 0):
+        """Predict frame 1 from frame 0 and a few revealed patches of frame 1.
+
+        Args:
+            frame0, frame1: images (see :mod:`cwm.frames`), same size.
+            mask: optional bool mask, ``[T*h*w]``/``[B, T*h*w]`` or last-frame ``[h*w]``/``[B, h*w]``
+                at the model's patch grid (:attr:`grid`), True = masked. Overrides ``visible``.
+            visible: fraction of frame-1 patches revealed (at least one), chosen at random by ``seed``.
+        Returns:
+            The predicted frame 1 at the input's size, in the input's kind.
+        """
+        f0, f1, batch = to_tensor_pair(frame0, frame1)
+        m = self._mask(f0.shape[0], mask, visible, seed)
+        with self.autocast():
+            pred = self.predict_fn(self._clip(f0, f1), m)
+        return from_tensor(resize(pred.float().cpu(), batch.size), batch)
+
+    @torch.no_grad()
+    def counterfactual(self, frame0, moves: Sequence[Move] = (), static: Sequence[Point] = ()):
+        """The motion counterfactual: move patches of frame 0, hold others, predict frame 1.
+
+        Each move ``((x, y), (dx, dy))`` reveals, in frame 1, the patch that contains ``(x+dx, y+dy)``
+        filled with frame 0 translated by ``(dx, dy)``; each static point ``(x, y)`` reveals its
+        patch unchanged. Everything else is predicted. Points and displacements are in the input's
+        pixels; the same moves apply to every image of a batch.
+
+        Returns:
+            The predicted frame 1 at the input's size, in the input's kind.
+        """
+        f0, batch = to_tensor(frame0, "frame0")
+        frame1, visible = self.counterfactual_inputs(f0, moves, static, batch.size)
+        m = make_mask_from_patches(f0.shape[0], visible, self.config.num_frames, self.grid)
+        with self.autocast():
+            pred = self.predict_fn(self._clip(f0, frame1), m)
+        return from_tensor(resize(pred.float().cpu(), batch.size), batch)
+
+    def counterfactual_inputs(self, f0: torch.Tensor, moves: Sequence[Move], static: Sequence[Point],
+                              size: tuple[int, int]) -> tuple[torch.Tensor, list[int]]:
+        """Frame 1 (at user size) and the visible patch indices for :meth:`counterfactual`."""
+        h, w = size
+        frame1 = f0.clone()
+        visible: list[int] = []
+        for (x, y) in check_points(static, size, "static").tolist():
+            visible.append(self._patch_index((x, y), size))
+        for i, move in enumerate(moves):
+            try:
+                (x, y), (dx, dy) = move
+            except (TypeError, ValueError):
+                raise InputError(f"move {i}: expected ((x, y), (dx, dy)) (got {move!r})") from None
+            check_points([(x, y)], size, f"move {i} source")
+            tx, ty = check_points([(x + dx, y + dy)], size, f"move {i} target")[0]
+            shifted = _translate(f0, dx, dy)
+            idx = self._patch_index((tx, ty), size)
+            # Paint the target patch's footprint (in user pixels) with frame 0 translated by (dx, dy).
+            y0, y1, x0, x1 = self._patch_box(idx, size)
+            frame1[..., y0:y1, x0:x1] = shifted[..., y0:y1, x0:x1]
+            visible.append(idx)
+        return frame1, sorted(set(visible))
+
+    def _patch_index(self, point: Point, size: tuple[int, int]) -> int:
+        (mx, my), = scale_points([point], size, self.size)
+        p, (gh, gw) = self.patch_size, self.grid
+        i = int(np.clip(np.floor((my + 0.5) / p), 0, gh - 1))
+        j = int(np.clip(np.floor((mx + 0.5) / p), 0, gw - 1))
+        return i * gw + j
+
+    def _patch_box(self, idx: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """Pixel box ``(y0, y1, x0, x1)`` in user pixels covering model patch ``idx``."""
+        gh, gw = self.grid
+        i, j = divmod(idx, gw)
+        h, w = size
+        return (int(np.floor(i * h / gh)), int(np.ceil((i + 1) * h / gh)),
+                int(np.floor(j * w / gw)), int(np.ceil((j + 1) * w / gw)))
+
+
+def make_mask_from_patches(batch: int, visible: Sequence[int], num_frames: int, grid: tuple[int, int]) -> torch.Tensor:
+    """``[B, T*h*w]`` mask (True = masked) revealing the given last-frame patches in every sample."""
+    n = grid[0] * grid[1]
+    last = torch.ones(batch, n, dtype=torch.bool)
+    if len(visible):
+        last[:, torch.as_tensor(list(visible), dtype=torch.long)] = False
+    return last_frame_mask(last, num_frames)
+
+
+def _translate(img: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
+    """``img [B, 3, H, W]`` moved by ``(dx, dy)`` pixels (bilinear, border-replicated): out(p) = img(p - d)."""
+    b, _, h, w = img.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=img.dtype), torch.arange(w, dtype=img.dtype), indexing="ij")
+    gx = (xs - dx + 0.5) / w * 2 - 1
+    gy = (ys - dy + 0.5) / h * 2 - 1
+    grid = torch.stack([gx, gy], -1)[None].expand(b, -1, -1, -1)
+    return torch.nn.functional.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)

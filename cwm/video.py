@@ -1,0 +1,367 @@
+"""Video reading with backend fallback: decord, then PyAV, then OpenCV.
+
+:func:`open_video` tries each backend in turn and keeps the first that opens the file *and*
+decodes its first frame (OpenCV, for one, opens AV1 files it cannot decode; decord cannot open
+AV1 at all). The public names are re-exported by :mod:`cwm.io`.
+
+Policies, the same for every backend:
+  - Frames are uint8 RGB ``[H, W, 3]``; ``size`` is the first frame's ``(H, W)``. A later frame
+    of another size is resized to it (area interpolation), so every frame has the same shape.
+  - Rotation metadata is ignored: frames come as stored (decord and PyAV cannot apply it, so
+    OpenCV's auto-rotation is switched off to match).
+  - ``num_frames`` comes from the container index (decord; PyAV when the container stores a
+    count) or from counting packets (PyAV for mkv/webm, which store none), which is exact
+    without decoding. OpenCV's count can be an estimate; if a backend reaches the end of the
+    stream early, ``num_frames`` is lowered to the frames actually decoded.
+  - Frame ``i`` is the ``i``-th frame in presentation order. PyAV and OpenCV decode forward
+    from the current position and seek only for jumps of more than :data:`SEEK_GAP` frames;
+    PyAV then maps timestamps to indices with ``fps``, exact for constant frame rate.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from cwm.errors import ConfigError, CWMError, InputError
+
+BACKENDS = ("decord", "pyav", "opencv")
+#: A forward jump of more frames than this seeks instead of decoding through (PyAV, OpenCV).
+SEEK_GAP = 120
+#: Frames per decord ``get_batch`` call while streaming: bounds iter_frames' memory.
+DECORD_CHUNK = 16
+_LOG_PREFIX = re.compile(r"^\[[\d:]+\]\s+\S+:\d+:\s*")  # decord's "[12:00:00] file.cc:151: "
+
+
+def one_line(e: BaseException, limit: int = 100) -> str:
+    """An exception as one short line (C++ libraries put log prefixes and traces in messages)."""
+    lines = [s.strip() for s in str(e).splitlines() if s.strip()]
+    text = _LOG_PREFIX.sub("", lines[0]) if lines else type(e).__name__
+    text = text.split(" ERROR ", 1)[-1]  # decord: "Check failed: <expr> ERROR <the reason>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_readable(path: str | os.PathLike, kind: str) -> None:
+    """Raise InputError unless ``path`` is an existing, readable, non-empty file.
+
+    ``kind`` ("image", "video") only words the message.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"cannot read {kind} '{path}': no such file")
+    if p.is_dir():
+        raise InputError(f"cannot read {kind} '{path}': it is a folder, not a file")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(1)
+    except PermissionError:
+        raise InputError(f"cannot read {kind} '{path}': permission denied") from None
+    except OSError as e:
+        raise InputError(f"cannot read {kind} '{path}': {e.strerror or e}") from None
+    if not head:
+        raise InputError(f"cannot read {kind} '{path}': the file is empty (0 bytes)")
+
+
+class VideoReader:
+    """An open video file; make one with :func:`open_video`, and close it (or use ``with``).
+
+    Attributes:
+        path: the file.
+        backend: ``"decord"``, ``"pyav"`` or ``"opencv"``.
+        num_frames: number of frames (see the module notes on how it is counted).
+        fps: average frames per second (0.0 if the container does not say).
+        size: ``(H, W)`` of every returned frame.
+    """
+
+    backend = ""
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 0) -> None:
+        self.path, self.num_threads = str(path), num_threads
+        self.num_frames, self.fps, self.size = 0, 0.0, (0, 0)
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def get(self, indices: Sequence[int]) -> np.ndarray:
+        """Decode the frames at ``indices`` (any order, repeats allowed) as ``[N, H, W, 3]`` uint8.
+
+        Only those frames are converted to RGB; each distinct index is decoded once.
+        """
+        idx = [int(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
+        bad = [i for i in idx if not 0 <= i < self.num_frames]
+        if bad:
+            raise InputError(f"cannot read frame {bad[0]} of '{self.path}': "
+                             f"it has {self.num_frames} frames")
+        wanted = sorted(set(idx))
+        got = dict(self._decode(wanted))
+        missing = [i for i in wanted if i not in got]
+        if missing:
+            raise InputError(f"cannot read frame {missing[0]} of '{self.path}': the stream ends "
+                             f"after {self.num_frames} decodable frames ({self.backend})")
+        if not idx:
+            return np.empty((0, *self.size, 3), np.uint8)
+        return np.stack([got[i] for i in idx])
+
+    def iter_frames(self, step: int = 1, start: int = 0,
+                    max_frames: int | None = None) -> Iterator[np.ndarray]:
+        """Stream frames ``start, start + step, ...`` one ``[H, W, 3]`` array at a time.
+
+        Memory stays constant whatever the video's length. Stops quietly at the end of the
+        stream, even if that comes before ``num_frames`` (a truncated file).
+        """
+        if step < 1 or start < 0 or (max_frames is not None and max_frames < 0):
+            raise ConfigError(f"need step >= 1, start >= 0, max_frames >= 0; got step={step}, "
+                              f"start={start}, max_frames={max_frames}")
+        wanted = range(start, self.num_frames, step)
+        if max_frames is not None:
+            wanted = wanted[:max_frames]
+        for _, frame in self._decode(wanted):
+            yield frame
+
+    def close(self) -> None:
+        """Release the file; further reads are undefined."""
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def __repr__(self) -> str:
+        h, w = self.size
+        return (f"VideoReader('{self.path}', backend={self.backend}, frames={self.num_frames}, "
+                f"fps={self.fps:.3g}, size={w}x{h})")
+
+    def _decode(self, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """The backend's ``_read`` with its library errors turned into InputError."""
+        try:
+            yield from self._read(indices)
+        except CWMError:
+            raise
+        except Exception as e:  # each library raises its own types (DECORDError, av.FFmpegError)
+            raise InputError(f"cannot decode '{self.path}' with {self.backend}: "
+                             f"{one_line(e)}") from e
+
+    def _fit(self, frame: np.ndarray) -> np.ndarray:
+        """Resize a frame whose size differs from the first frame's (see the module notes)."""
+        if frame.shape[:2] == self.size:
+            return frame
+        import cv2
+
+        return cv2.resize(frame, self.size[::-1], interpolation=cv2.INTER_AREA)
+
+    # Backend hooks.
+    def _open(self) -> None:
+        """Open the file, set num_frames/fps/size, and decode frame 0; raise if any step fails."""
+        raise NotImplementedError
+
+    def _read(self, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(i, frame)`` for ascending ``indices`` (consumed lazily); stop early at EOF."""
+        raise NotImplementedError
+
+
+class _DecordReader(VideoReader):
+    backend = "decord"
+
+    def _open(self) -> None:
+        import decord
+
+        self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=self.num_threads)
+        self.num_frames, self.fps = len(self._vr), float(self._vr.get_avg_fps())
+        if self.num_frames < 1:
+            raise ValueError("no frames")
+        self.size = tuple(self._vr[0].shape[:2])
+        self._vr.seek(0)
+
+    def _read(self, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+        chunk: list[int] = []
+        for i in _with_end(indices):  # None marks the end: flush the last chunk
+            if i is not None:
+                chunk.append(i)
+            if chunk and (i is None or len(chunk) == DECORD_CHUNK):
+                frames = self._vr.get_batch(chunk).asnumpy()  # [n, H, W, 3] RGB
+                yield from zip(chunk, (self._fit(f) for f in frames))
+                chunk = []
+
+    def close(self) -> None:
+        self._vr = None
+
+
+def _with_end(it: Iterable[int]) -> Iterator[int | None]:
+    yield from it
+    yield None
+
+
+class _PyAVReader(VideoReader):
+    backend = "pyav"
+
+    def _open(self) -> None:
+        import av
+
+        self._container = None
+        self._restart()
+        stream = self._stream
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = float(rate) if rate else 0.0
+        first = self._next()
+        if first is None:
+            raise ValueError("no decodable frames")
+        self._peek, self.size = first, (first.height, first.width)
+        self._t0 = first.time
+        self.num_frames = stream.frames if stream.frames > 0 else self._count_packets(av)
+
+    def _count_packets(self, av) -> int:
+        with av.open(self.path) as c:
+            return sum(1 for p in c.demux(c.streams.video[0]) if p.size > 0)
+
+    def _restart(self) -> None:
+        import av
+
+        self.close()
+        self._container = av.open(self.path)
+        if not self._container.streams.video:
+            raise ValueError("no video stream")
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        self._stream.thread_count = self.num_threads
+        self._frames, self._peek, self._pos = self._container.decode(self._stream), None, 0
+
+    def _next(self):  # -> av.VideoFrame | None (end of stream)
+        frame, self._peek = self._peek, None
+        return frame if frame is not None else next(self._frames, None)
+
+    def _seek(self, target: int) -> None:
+        """Jump near ``target`` (at or before it); on any doubt, restart from frame 0."""
+        s = self._stream
+        if not self.fps or self._t0 is None or s.time_base is None:
+            return
+        self._container.seek(int((self._t0 + target / self.fps) / s.time_base), stream=s)
+        self._frames = self._container.decode(s)
+        frame = next(self._frames, None)
+        pos = None if frame is None or frame.time is None else round(
+            (frame.time - self._t0) * self.fps)
+        if pos is None or pos > target:
+            self._restart()
+        else:
+            self._peek, self._pos = frame, pos
+
+    def _read(self, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+        h, w = self.size
+        for target in indices:
+            if target < self._pos:
+                self._restart()
+            if target - self._pos > SEEK_GAP:
+                self._seek(target)
+            while self._pos <= target:
+                frame = self._next()
+                if frame is None:
+                    self.num_frames = self._pos
+                    return
+                self._pos += 1
+            yield target, frame.to_ndarray(format="rgb24", width=w, height=h)
+
+    def close(self) -> None:
+        if getattr(self, "_container", None) is not None:
+            self._container.close()
+            self._container = None
+
+
+class _OpenCVReader(VideoReader):
+    backend = "opencv"
+
+    def _open(self) -> None:
+        import cv2
+
+        self._cap = None
+        self._restart()
+        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        ok, first = self._cap.read()
+        if not ok:
+            raise ValueError("opened, but decoded no frames")
+        self.size = first.shape[:2]
+        self.num_frames = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        if self.num_frames <= 0:  # no count in the container: count by decoding
+            self.num_frames = 1 + sum(1 for _ in iter(self._cap.grab, False))
+        self._restart()
+
+    def _restart(self) -> None:
+        import cv2
+
+        self.close()
+        self._cap = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG)
+        if not self._cap.isOpened():
+            raise ValueError("cannot open the file")
+        self._cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)  # match decord/PyAV: frames as stored
+        self._pos = 0
+
+    def _read(self, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+        import cv2
+
+        for target in indices:
+            if target < self._pos or target - self._pos > SEEK_GAP:
+                self._cap.set(cv2.CAP_PROP_POS_FRAMES, target)
+                self._pos = target
+            while self._pos < target and self._cap.grab():  # skip without colour conversion
+                self._pos += 1
+            ok, frame = self._cap.read() if self._pos == target else (False, None)
+            if not ok:
+                self.num_frames = self._pos
+                return
+            self._pos += 1
+            yield target, self._fit(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+
+    def close(self) -> None:
+        if getattr(self, "_cap", None) is not None:
+            self._cap.release()
+            self._cap = None
+
+
+_READERS = {"decord": _DecordReader, "pyav": _PyAVReader, "opencv": _OpenCVReader}
+
+
+def open_video(path: str | os.PathLike, min_frames: int = 1,
+               backends: Sequence[str] = BACKENDS, num_threads: int = 0) -> VideoReader:
+    """Open a video with the first backend that can decode it.
+
+    Args:
+        path: the video file (any container FFmpeg knows; the extension is not checked).
+        min_frames: fewer frames than this raises InputError (e.g. 2 for a frame pair).
+        backends: the backends to try, in order; a subset of ``("decord", "pyav", "opencv")``.
+        num_threads: decoder threads for decord and PyAV (0: the library's choice); use 1 in
+            DataLoader workers.
+    Returns:
+        an open :class:`VideoReader`.
+    Raises:
+        InputError: missing, a folder, unreadable, empty, no backend can decode it (the message
+            lists each backend's reason), or fewer than ``min_frames`` frames.
+        ConfigError: an unknown backend name.
+    """
+    unknown = [b for b in backends if b not in _READERS]
+    if unknown or not backends:
+        raise ConfigError(f"unknown video backend(s) {unknown}; choose from {list(_READERS)}")
+    check_readable(path, "video")
+    reasons = []
+    for name in backends:
+        try:
+            reader = _READERS[name](path, num_threads)
+            break
+        except ImportError:
+            reasons.append(f"{name}: not installed")
+        except Exception as e:  # each library raises its own types; try the next backend
+            reasons.append(f"{name}: {one_line(e, 60)}")
+    else:
+        raise InputError(f"cannot read video '{path}': no decodable frames "
+                         f"(tried {'; '.join(reasons)})")
+    if reader.num_frames < min_frames:
+        reader.close()
+        raise InputError(f"cannot use video '{path}': it has {reader.num_frames} frame(s), "
+                         f"need at least {min_frames}")
+    return reader
