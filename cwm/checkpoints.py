@@ -14,6 +14,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,9 @@ def read_official(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an official ``.pth`` safely (``weights_only=True``) and return its state dict."""
     path = Path(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols it may not support
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for unsafe globals, RuntimeError/EOFError for junk
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightsError(f"cannot load '{path}' as a weights-only checkpoint: {reason[:200]}") from None

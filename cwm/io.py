@@ -7,6 +7,7 @@ Heavy libraries (PIL, cv2, decord, av) are imported inside the functions that us
 """
 from __future__ import annotations
 
+import functools
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -195,13 +196,18 @@ def _pad_even(frame: np.ndarray) -> np.ndarray:
     return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
+@functools.lru_cache(maxsize=None)
 def _pyav_has_encoder(codec: str) -> bool:
+    """True if PyAV is installed and ``codec`` opens (a library clash can break an encoder that
+    PyAV lists, e.g. libvpx-vp9 after decord was imported first)."""
     try:
         import av
 
-        av.codec.Codec(codec, "w")
+        ctx = av.CodecContext.create(codec, "w")
+        ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 64, 64, "yuv420p", Fraction(1, 25)
+        ctx.open()
         return True
-    except Exception:  # PyAV missing, or built without this encoder
+    except Exception:  # PyAV missing, or built without this encoder, or it fails to open
         return False
 
 

@@ -67,7 +67,7 @@ class SceneConfig:
     camera_rotation: float = 1.0                 # camera roll, degrees (0 disables)
     camera_zoom: float = 0.02                    # zoom, |s - 1| (0 disables)
     background_depth: tuple[float, float] = (8.0, 12.0)
-    background_slant: float = 0.3                # max relative inverse-depth change over the frame
+    background_slant: float = 0.25               # max relative inverse-depth change over the frame
     object_depth: tuple[float, float] = (2.5, 5.5)
     focal: float = 1.0                           # focal length in units of the image width
     stereo: bool = False                         # +x camera translation only, static objects
@@ -82,11 +82,12 @@ class SceneConfig:
                                   f"got {(low, high)}")
         if self.num_parts[0] < 2:
             raise ConfigError(f"SceneConfig.num_parts must start at 2 or more, got {self.num_parts}")
-        if not 0 <= self.background_slant < 0.5:
-            raise ConfigError(f"SceneConfig.background_slant must be in [0, 0.5), "
+        if not 0 <= self.background_slant <= 0.5:
+            raise ConfigError(f"SceneConfig.background_slant must be in [0, 0.5], "
                               f"got {self.background_slant}")
-        # The slant may bring the background nearer by up to 1 / (1 - slant) at the frame edges.
-        if self.object_depth[1] >= self.background_depth[0] * (1 - 2 * self.background_slant):
+        # The slant raises the background's inverse depth by up to `slant` inside the frame; allow
+        # half as much again for the area that camera motion brings into view.
+        if self.object_depth[1] >= self.background_depth[0] / (1 + 1.5 * self.background_slant):
             raise ConfigError("SceneConfig.object_depth must stay below the nearest background "
                               f"depth, got {self.object_depth} and {self.background_depth}")
         if self.noise < 0 or self.focal <= 0:
@@ -241,6 +242,206 @@ def _check_size(size: Size) -> Size:
 
 
 # ----------------------------------------------------------------------------------------------
+# Shapes (signed distance in layer units, negative inside) and textures
+
+
+@dataclass(frozen=True)
+class Ellipse:
+    """Ellipse with semi-axes ``axes`` rotated by ``angle`` (radians) about ``center``."""
+
+    center: tuple[float, float]
+    axes: tuple[float, float]
+    angle: float
+
+    @property
+    def radius(self) -> float:
+        return float(np.hypot(*self.center) + max(self.axes))
+
+    def sdf(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        du, dv = u - self.center[0], v - self.center[1]
+        c, s = np.cos(self.angle), np.sin(self.angle)
+        (a, b) = self.axes
+        pa, qb = (c * du + s * dv) / a, (c * dv - s * du) / b
+        r = np.sqrt(pa * pa + qb * qb)
+        # First-order distance (r - 1) / |grad r|; |grad r| >= 1 / max(a, b) everywhere.
+        grad = np.sqrt((pa / a) ** 2 + (qb / b) ** 2) / np.maximum(r, 1e-9)
+        return (r - 1.0) / np.maximum(grad, 1.0 / max(a, b))
+
+
+@dataclass(frozen=True)
+class Polygon:
+    """Convex polygon; ``vertices [K, 2]`` ``(x, y)`` in order around the centroid."""
+
+    vertices: np.ndarray
+
+    @property
+    def radius(self) -> float:
+        return float(np.linalg.norm(self.vertices, axis=1).max())
+
+    def sdf(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        vert = self.vertices
+        edges = np.roll(vert, -1, axis=0) - vert
+        normals = np.stack([edges[:, 1], -edges[:, 0]], axis=1)
+        normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+        inward = np.einsum("ij,ij->i", normals, vert.mean(axis=0) - vert) > 0
+        normals[inward] *= -1                                  # outward normals
+        offsets = np.einsum("ij,ij->i", normals, vert)
+        dist = normals[0, 0] * u + normals[0, 1] * v - offsets[0]
+        for (nx, ny), off in zip(normals[1:], offsets[1:]):
+            dist = np.maximum(dist, nx * u + ny * v - off)
+        return dist
+
+
+@dataclass(frozen=True)
+class Blob:
+    """Star-shaped blob ``r(theta) = base * (1 + sum_k amp_k cos(k theta + phase_k))``, k = 2, 3, ..."""
+
+    center: tuple[float, float]
+    base: float
+    amps: tuple[float, ...]
+    phases: tuple[float, ...]
+
+    @property
+    def radius(self) -> float:
+        return float(np.hypot(*self.center) + self.base * (1 + sum(self.amps)))
+
+    def sdf(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        du, dv = u - self.center[0], v - self.center[1]
+        theta = np.arctan2(dv, du)
+        r = np.ones_like(theta)
+        for k, (amp, phase) in enumerate(zip(self.amps, self.phases), start=2):
+            r += amp * np.cos(k * theta + phase)
+        return np.hypot(du, dv) - self.base * r
+
+
+@dataclass(frozen=True)
+class Union:
+    """Disjoint pieces of one object (the Spelke part object)."""
+
+    pieces: tuple[Ellipse | Polygon | Blob, ...]
+
+    @property
+    def radius(self) -> float:
+        return max(piece.radius for piece in self.pieces)
+
+    def sdf(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return np.min([piece.sdf(u, v) for piece in self.pieces], axis=0)
+
+    def piece_index(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Index of the nearest piece at each point."""
+        return np.argmin([piece.sdf(u, v) for piece in self.pieces], axis=0)
+
+
+Shape = Ellipse | Polygon | Blob | Union
+
+
+def random_shape(rng: np.random.Generator, radius: float,
+                 center: tuple[float, float] = (0.0, 0.0)) -> Ellipse | Polygon | Blob:
+    """An ellipse, convex polygon or blob that fits in a disc of ``radius`` around ``center``."""
+    kind = int(rng.integers(3))
+    if kind == 0:
+        return Ellipse(center, (radius, radius * rng.uniform(0.5, 1.0)), rng.uniform(0, np.pi))
+    if kind == 1:
+        count = int(rng.integers(3, 7))
+        angles = (np.arange(count) + rng.uniform(-0.3, 0.3, count)) * 2 * np.pi / count
+        angles += rng.uniform(0, 2 * np.pi)
+        dist = radius * rng.uniform(0.75, 1.0, count)
+        vert = np.stack([dist * np.cos(angles), dist * np.sin(angles)], 1) + np.asarray(center)
+        return Polygon(vert)
+    max_total_amp = 0.3
+    amps = tuple(rng.uniform(0, max_total_amp / 3, 3))
+    return Blob(center, radius / (1 + sum(amps)), amps, tuple(rng.uniform(0, 2 * np.pi, 3)))
+
+
+def union_of_pieces(rng: np.random.Generator, radius: float, count: int) -> Union:
+    """``count`` disjoint pieces arranged around the origin, within about ``radius``."""
+    piece_radius = radius * rng.uniform(0.42, 0.55)
+    gap = max(2.0, 0.2 * piece_radius)                   # pixels of background between pieces
+    dist = max(radius - piece_radius, (piece_radius + gap / 2) / np.sin(np.pi / count))
+    start = rng.uniform(0, 2 * np.pi)
+    pieces = []
+    for i in range(count):
+        angle = start + 2 * np.pi * i / count
+        pieces.append(random_shape(rng, piece_radius, (dist * np.cos(angle), dist * np.sin(angle))))
+    return Union(tuple(pieces))
+
+
+# Amplitude of each noise octave, finest (4 px) to coarsest (128 px): luminance, then colour.
+_OCTAVE_CELLS = (4, 8, 16, 32, 64, 128)
+_LUMA_AMPS = (0.04, 0.07, 0.10, 0.12, 0.12, 0.10)
+_CHROMA_AMPS = (0.0, 0.04, 0.05, 0.06, 0.07, 0.07)
+
+
+def _fractal_noise(rng: np.random.Generator, size: Size) -> np.ndarray:
+    """Multi-octave smooth noise ``[h, w, 4]`` (luminance, then 3 colour channels).
+
+    Built coarse to fine: upsample the running sum 2x (bicubic), add the next octave's random grid,
+    and finally upsample 4x to pixels, so each octave is a random grid of spacing ``cell`` px.
+    """
+    import cv2
+
+    height, width = size
+    levels = [i for i, cell in enumerate(_OCTAVE_CELLS) if cell <= max(size)]
+    amps = np.stack([_LUMA_AMPS, _CHROMA_AMPS, _CHROMA_AMPS, _CHROMA_AMPS], 1).astype(np.float32)
+    coarsest = _OCTAVE_CELLS[levels[-1]]
+    rows, cols = -(-height // coarsest) + 2, -(-width // coarsest) + 2
+    grid = rng.standard_normal((rows, cols, 4)).astype(np.float32) * amps[levels[-1]]
+    for level in reversed(levels[:-1]):
+        grid = cv2.resize(grid, (cols * 2, rows * 2), interpolation=cv2.INTER_CUBIC)
+        cell = _OCTAVE_CELLS[level]                 # keep only the cells that cover the image
+        rows, cols = -(-height // cell) + 2, -(-width // cell) + 2
+        grid = grid[:rows, :cols] + rng.standard_normal((rows, cols, 4)).astype(np.float32) * amps[level]
+    finest = _OCTAVE_CELLS[levels[0]]
+    up = cv2.resize(grid, (cols * finest, rows * finest), interpolation=cv2.INTER_CUBIC)
+    oy = int(rng.integers(0, up.shape[0] - height + 1))
+    ox = int(rng.integers(0, up.shape[1] - width + 1))
+    return up[oy:oy + height, ox:ox + width]
+
+
+def procedural_texture(rng: np.random.Generator, size: Size) -> np.ndarray:
+    """Multi-scale coloured texture ``[h, w, 3]`` float32 in [0, 1].
+
+    Luminance and colour noise octaves (4 to 128 px), an optional grating and a few soft spots.
+    The finest detail is about 4 px wide so that bilinear resampling stays accurate: the ground
+    truth test warps frames with bilinear sampling.
+    """
+    import cv2
+
+    height, width = size
+    longest = max(size)
+    base = rng.uniform(0.25, 0.75, 3).astype(np.float32)
+    luma_dir = (0.7 + 0.6 * rng.random(3)).astype(np.float32)
+    noise = _fractal_noise(rng, size)
+    tex = base + noise[..., :1] * luma_dir + noise[..., 1:]
+    if rng.random() < 0.5:                                 # a grating, 6 to 16 px period
+        angle, period, phase = rng.uniform(0, np.pi), rng.uniform(6, 16), rng.uniform(0, 6.3)
+        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+        wave = np.sin((xs * np.cos(angle) + ys * np.sin(angle)) * (2 * np.pi / period) + phase)
+        tex += wave[..., None] * rng.uniform(-0.12, 0.12, 3).astype(np.float32)
+    for _ in range(int(rng.integers(1, 5))):               # soft spots of a new colour
+        centre = (int(rng.integers(width)), int(rng.integers(height)))
+        axes = tuple(int(a) for a in rng.integers(2, max(3, longest // 6), 2))
+        colour = tuple(float(c) for c in rng.uniform(0, 1, 3))
+        cv2.ellipse(tex, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA)
+    blur_sigma = 0.8                                       # keeps edges resampling-friendly
+    tex = cv2.GaussianBlur(tex, (0, 0), blur_sigma)
+    return np.clip(tex, 0.0, 1.0)
+
+
+def sample_bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Bilinear samples of ``image [h, w, 3]`` float32 at positions ``(x, y)`` (equal shapes).
+
+    Positions outside the image are clamped (edge replication). Returns ``[*x.shape, 3]``
+    float32. cv2.remap rounds positions to 1/32 px, so a sample sits within 1/64 px of the
+    analytic position: that is the renderer's only departure from the exact ground truth.
+    """
+    import cv2
+
+    return cv2.remap(image, x.astype(np.float32), y.astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+# ----------------------------------------------------------------------------------------------
 # Sampling a scene description
 
 
@@ -296,7 +497,7 @@ def _background_plane(rng: np.random.Generator, cfg: SceneConfig,
     """Inverse-depth plane ``(a, b, c)`` over frame-0 pixel coordinates."""
     height, width = size
     inv_center = 1.0 / rng.uniform(*cfg.background_depth)
-    slope = rng.uniform(-1, 1, 2) * cfg.background_slant / min(size)
+    slope = rng.uniform(-1, 1, 2) * cfg.background_slant / (2 * max(size))
     a, b = inv_center * slope
     c = inv_center * (1.0 - slope[0] * (width - 1) / 2 - slope[1] * (height - 1) / 2)
     return float(a), float(b), float(c)
@@ -316,6 +517,17 @@ def _background_layer(rng: np.random.Generator, cam: _Camera, plane: tuple[float
     return Layer(0, texture, (float(low[0]), float(low[1])), motion, plane)
 
 
+def _object_texture(rng: np.random.Generator, shape: Shape, edge: int) -> np.ndarray:
+    """Texture over layer coordinates ``[-edge, edge]^2``; each piece of a Union gets its own."""
+    size = (2 * edge + 1, 2 * edge + 1)
+    if not isinstance(shape, Union):
+        return procedural_texture(rng, size)
+    textures = np.stack([procedural_texture(rng, size) for _ in shape.pieces])
+    coords = np.arange(-edge, edge + 1, dtype=np.float64)
+    piece = shape.piece_index(coords[None, :], coords[:, None])     # [h, w]
+    return np.take_along_axis(textures, piece[None, ..., None], axis=0)[0]
+
+
 def _object_layers(rng: np.random.Generator, cfg: SceneConfig, cam: _Camera, size: Size,
                    num_frames: int) -> list[Layer]:
     height, width = size
@@ -328,12 +540,11 @@ def _object_layers(rng: np.random.Generator, cfg: SceneConfig, cam: _Camera, siz
         radius = rng.uniform(*cfg.object_radius) * side
         if k == part_index:
             pieces = int(rng.integers(cfg.num_parts[0], cfg.num_parts[1] + 1))
-            shape, piece_of = union_of_pieces(rng, radius, pieces)
+            shape: Shape = union_of_pieces(rng, radius, pieces)
         else:
-            shape, piece_of = random_shape(rng, radius), None
+            shape = random_shape(rng, radius)
         edge = int(np.ceil(shape.radius)) + 2
-        texture = procedural_texture(rng, (2 * edge + 1, 2 * edge + 1),
-                                     pieces=piece_of(edge) if piece_of else None)
+        texture = _object_texture(rng, shape, edge)
         start = rng.uniform([0.15 * width, 0.15 * height], [0.85 * width, 0.85 * height])
         velocity = np.zeros(2) if static else rng.uniform(-1, 1, 2) * cfg.object_speed * side
         spin = 0.0 if static else np.deg2rad(rng.uniform(-1, 1) * cfg.object_rotation)

@@ -31,9 +31,8 @@ from cwm.errors import ConfigError, CWMError, InputError
 BACKENDS = ("decord", "pyav", "opencv")
 #: A forward jump of more frames than this seeks instead of decoding through (PyAV, OpenCV).
 SEEK_GAP = 120
-#: Frames per decord ``get_batch`` call while streaming: bounds iter_frames' memory.
-DECORD_CHUNK = 16
-_LOG_PREFIX = re.compile(r"^\[[\d:]+\]\s+\S+:\d+:\s*")  # decord's "[12:00:00] file.cc:151: "
+# decord's "[12:00:00] file.cc:151: " and PyAV's "[Errno 1094995529] " prefixes.
+_LOG_PREFIX = re.compile(r"^(\[[\d:]+\]\s+\S+:\d+:|\[Errno -?\d+\])\s*")
 
 
 def one_line(e: BaseException, limit: int = 100) -> str:
@@ -172,32 +171,34 @@ class _DecordReader(VideoReader):
     backend = "decord"
 
     def _open(self) -> None:
-        import decord
-
+        decord = _import_decord()
         self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=self.num_threads)
         self.num_frames, self.fps = len(self._vr), float(self._vr.get_avg_fps())
         if self.num_frames < 1:
             raise ValueError("no frames")
         self.size = tuple(self._vr[0].shape[:2])
-        self._vr.seek(0)
 
     def _read(self, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
-        chunk: list[int] = []
-        for i in _with_end(indices):  # None marks the end: flush the last chunk
-            if i is not None:
-                chunk.append(i)
-            if chunk and (i is None or len(chunk) == DECORD_CHUNK):
-                frames = self._vr.get_batch(chunk).asnumpy()  # [n, H, W, 3] RGB
-                yield from zip(chunk, (self._fit(f) for f in frames))
-                chunk = []
+        # vr[i] rather than get_batch: the same speed here (decord decodes forward for
+        # ascending indices either way), and get_batch can hang in native code on files that
+        # __getitem__ reads fine (dmlc/decord#375).
+        for i in indices:
+            yield i, self._fit(self._vr[i].asnumpy())
 
     def close(self) -> None:
         self._vr = None
 
 
-def _with_end(it: Iterable[int]) -> Iterator[int | None]:
-    yield from it
-    yield None
+def _import_decord():
+    """Import decord after PyAV: decord's bundled FFmpeg libraries, loaded first, shadow PyAV's
+    and break its libvpx-vp9 encoder (measured with decord 0.6.0 and PyAV 18)."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        pass
+    import decord
+
+    return decord
 
 
 class _PyAVReader(VideoReader):
@@ -327,14 +328,26 @@ class _OpenCVReader(VideoReader):
 _READERS = {"decord": _DecordReader, "pyav": _PyAVReader, "opencv": _OpenCVReader}
 
 
+def default_backends(path: str | os.PathLike) -> tuple[str, ...]:
+    """The backend order open_video tries: decord, PyAV, OpenCV, except decord for AVI.
+
+    decord returns wrong frames when seeking in AVI files with long GOPs (H.264 in AVI here;
+    dmlc/decord#195, #252), so AVI goes to PyAV first.
+    """
+    if Path(path).suffix.lower() == ".avi":
+        return tuple(b for b in BACKENDS if b != "decord")
+    return BACKENDS
+
+
 def open_video(path: str | os.PathLike, min_frames: int = 1,
-               backends: Sequence[str] = BACKENDS, num_threads: int = 0) -> VideoReader:
+               backends: Sequence[str] | None = None, num_threads: int = 0) -> VideoReader:
     """Open a video with the first backend that can decode it.
 
     Args:
         path: the video file (any container FFmpeg knows; the extension is not checked).
         min_frames: fewer frames than this raises InputError (e.g. 2 for a frame pair).
-        backends: the backends to try, in order; a subset of ``("decord", "pyav", "opencv")``.
+        backends: the backends to try, in order, from ``("decord", "pyav", "opencv")``;
+            default :func:`default_backends`.
         num_threads: decoder threads for decord and PyAV (0: the library's choice); use 1 in
             DataLoader workers.
     Returns:
@@ -344,6 +357,7 @@ def open_video(path: str | os.PathLike, min_frames: int = 1,
             lists each backend's reason), or fewer than ``min_frames`` frames.
         ConfigError: an unknown backend name.
     """
+    backends = default_backends(path) if backends is None else tuple(backends)
     unknown = [b for b in backends if b not in _READERS]
     if unknown or not backends:
         raise ConfigError(f"unknown video backend(s) {unknown}; choose from {list(_READERS)}")

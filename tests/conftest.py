@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny models and paths to the official golden tensors."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
+if not FIXTURES.is_dir():  # CI clones the repo next to a copy of shared/
+    FIXTURES = Path(os.environ.get("CWM_FIXTURES", FIXTURES))
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.fail(f"official fixtures not found at {FIXTURES} (set CWM_FIXTURES)")
+    return FIXTURES
+
+
+@pytest.fixture
+def tiny_model():
+    from cwm.config import CWMConfig
+    from cwm.model import build_model
+
+    torch.manual_seed(0)
+    cfg = CWMConfig(img_size=(32, 48), patch_size=8, enc_dim=32, enc_depth=2, enc_heads=2,
+                    dec_dim=32, dec_depth=1, dec_heads=2)
+    return build_model(cfg).eval()
