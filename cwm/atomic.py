@@ -19,6 +19,10 @@ def _tmp_name(final: Path) -> Path:
     return final.with_name(f".{final.stem}.tmp-{uuid.uuid4().hex[:8]}{final.suffix}")
 
 
+def _exists(final: Path) -> InputError:
+    return InputError(f"cannot write '{final}': file exists; pass --overwrite to replace it")
+
+
 def _commit(tmp: Path, final: Path, overwrite: bool) -> None:
     """Move ``tmp`` onto ``final``; without ``overwrite``, never clobber a file that appeared."""
     if overwrite:
@@ -27,10 +31,10 @@ def _commit(tmp: Path, final: Path, overwrite: bool) -> None:
     try:
         os.link(tmp, final)  # atomic create-if-absent
     except FileExistsError:
-        raise InputError(f"cannot write '{final}': file exists; pass --overwrite to replace it")
+        raise _exists(final) from None
     except OSError:  # hard links unsupported here (FAT, some network shares): check, then rename
         if final.exists():
-            raise InputError(f"cannot write '{final}': file exists; pass --overwrite to replace it")
+            raise _exists(final) from None
         os.replace(tmp, final)
         return
     os.unlink(tmp)
@@ -56,11 +60,12 @@ def atomic_write(path: str | os.PathLike, overwrite: bool = False) -> Iterator[P
     if final.is_dir():
         raise InputError(f"cannot write '{final}': it is a folder")
     if final.exists() and not overwrite:
-        raise InputError(f"cannot write '{final}': file exists; pass --overwrite to replace it")
+        raise _exists(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise InputError(f"cannot write '{final}': cannot create folder '{final.parent}' ({e.strerror})")
+        raise InputError(f"cannot write '{final}': cannot create folder "
+                         f"'{final.parent}' ({e.strerror})") from None
     if not os.access(final.parent, os.W_OK):
         raise InputError(f"cannot write '{final}': folder '{final.parent}' is not writable")
     tmp = _tmp_name(final)

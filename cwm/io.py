@@ -7,7 +7,6 @@ Heavy libraries (PIL, cv2, decord, av) are imported inside the functions that us
 """
 from __future__ import annotations
 
-import functools
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -17,11 +16,13 @@ import numpy as np
 
 from cwm.atomic import atomic_write
 from cwm.errors import ConfigError, InputError
-from cwm.video import VideoReader, check_readable, one_line as _one_line, open_video
+from cwm.video import BACKENDS, VideoReader, check_readable, default_backends, open_video
+from cwm.video import one_line as _one_line
 
 __all__ = [
-    "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "VideoReader", "atomic_write", "is_image_path",
-    "is_video_path", "load_frame_pair", "open_video", "read_image", "write_image", "write_video",
+    "BACKENDS", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "VideoReader", "atomic_write",
+    "default_backends", "is_image_path", "is_video_path", "load_frame_pair", "open_video",
+    "read_image", "write_image", "write_video",
 ]
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
@@ -29,10 +30,15 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", 
 _PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF",
                 ".tiff": "TIFF", ".webp": "WEBP"}
 _CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
+_PYAV_CODECS = {ext: ("libx264",) for ext in _CONTAINERS} | {".webm": ("libvpx-vp9", "libvpx")}
+_OPENCV_FOURCC = {".avi": "MJPG", ".webm": "VP80"}  # else mp4v (MPEG-4 Part 2)
 #: JPEG/WebP quality of write_image and the x264 constant-rate factor of write_video: chosen to
 #: be visually lossless for figures, which matter more here than file size.
 JPEG_QUALITY = 95
 X264_CRF = 18
+#: EXIF orientation tag value -> PIL transpose method (the table ImageOps.exif_transpose uses).
+_EXIF_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+                   6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
 
 
 def is_video_path(path: str | os.PathLike) -> bool:
@@ -73,27 +79,36 @@ def read_image(path: str | os.PathLike, max_side: int | None = None) -> np.ndarr
         InputError: missing path, a folder, no read permission, empty file, undecodable or
             truncated data, or more pixels than PIL's decompression-bomb limit.
     """
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     if max_side is not None and (not isinstance(max_side, (int, np.integer)) or max_side < 1):
         raise ConfigError(f"max_side must be a positive integer, got {max_side!r}")
     check_readable(path, "image")
     try:
-        with Image.open(path) as im:
-            if max_side is not None:
-                im.draft("RGB", (max_side, max_side))  # JPEG only: DCT-domain downscale
-            im = ImageOps.exif_transpose(im)
-            im = _to_8bit_rgb(im)
-            if max_side is not None and max(im.size) > max_side:
-                im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
-            out = np.asarray(im, dtype=np.uint8)
+        with Image.open(path) as src:
+            pixels = np.asarray(_decode_pil(src, max_side))  # a read-only view of a bytes copy
+        # src is closed (its pixel memory freed) before this copy, the only other full one.
+        return pixels.copy()
     except Image.DecompressionBombError as e:
         raise InputError(f"cannot read image '{path}': too many pixels to decode safely ({e})")
     except Image.UnidentifiedImageError:
         raise InputError(f"cannot read image '{path}': not a recognised image format") from None
     except (OSError, ValueError, SyntaxError) as e:  # PIL's decoders use all three
         raise InputError(f"cannot read image '{path}': undecodable data ({_one_line(e)})") from None
-    return np.ascontiguousarray(out)
+
+
+def _decode_pil(im, max_side: int | None):  # PIL.Image -> PIL.Image "RGB", upright, shrunk
+    from PIL import Image
+
+    if max_side is not None:
+        im.draft("RGB", (max_side, max_side))  # JPEG only: DCT-domain downscale while decoding
+    orientation = im.getexif().get(0x0112, 1)  # read before conversion drops the metadata
+    im = _to_8bit_rgb(im)
+    if max_side is not None and max(im.size) > max_side:
+        im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    if orientation in _EXIF_TRANSPOSE:  # after shrinking: cheaper, and the box is square
+        im = im.transpose(getattr(Image.Transpose, _EXIF_TRANSPOSE[orientation]))
+    return im
 
 
 def _to_8bit_rgb(im):  # PIL.Image -> PIL.Image in mode "RGB"
@@ -101,8 +116,10 @@ def _to_8bit_rgb(im):  # PIL.Image -> PIL.Image in mode "RGB"
     from PIL import Image
 
     if im.mode.startswith("I"):  # "I;16", "I;16B", "I;16L", "I" (32-bit): 16-bit grayscale
-        a = np.asarray(im).astype(np.int64, copy=False)
-        im = Image.fromarray((np.clip(a, 0, 65535) >> 8).astype(np.uint8), "L")
+        a = np.asarray(im)
+        if a.dtype != np.uint16:
+            a = np.clip(a, 0, 65535).astype(np.uint16)
+        im = Image.fromarray((a >> 8).astype(np.uint8), "L")
     if im.mode == "RGB":
         im.load()
         return im
@@ -145,8 +162,9 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
     """Stream frames into a video file atomically and return how many were written.
 
     mp4/mov/mkv/avi get H.264 (``libx264``, CRF :data:`X264_CRF`, yuv420p, faststart) and webm
-    gets VP9, through PyAV; without PyAV or that encoder, OpenCV writes MPEG-4 Part 2 (``mp4v``;
-    MJPG for avi, VP8 for webm). Frames are consumed one at a time, so memory stays constant.
+    gets VP9 (else VP8), through PyAV; without PyAV or those encoders, OpenCV writes MPEG-4
+    Part 2 (``mp4v``; MJPG for avi, VP8 for webm). Frames are consumed one at a time, so
+    memory stays constant.
     H.264/yuv420p needs even sizes: an odd height or width is padded by repeating the last
     row or column, so such a video reads back one pixel larger.
 
@@ -158,7 +176,9 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
     Returns:
         the number of frames written.
     Raises:
-        InputError: unknown extension, no frames, or a frame of the wrong dtype, shape or size.
+        InputError: unknown extension, no frames, a frame of the wrong dtype, shape or size,
+            or no working encoder. (PyAV's VP8/VP9 encoders break if decord was imported
+            before PyAV; cwm imports them in the safe order, but a user's script may not.)
     """
     ext = Path(path).suffix.lower()
     if ext not in _CONTAINERS:
@@ -166,15 +186,15 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
                          f"(use one of {', '.join(sorted(_CONTAINERS))})")
     if not np.isfinite(fps) or fps <= 0:
         raise ConfigError(f"fps must be a positive number, got {fps!r}")
-    frames = iter(frames)
-    first = next(frames, None)
-    if first is None:
-        raise InputError(f"cannot write video '{path}': no frames to write")
-    first = _check_frame(path, first, None, 0)
-    with atomic_write(path, overwrite=overwrite) as tmp:
-        codec = "libvpx-vp9" if ext == ".webm" else "libx264"
-        if _pyav_has_encoder(codec):
-            return _write_pyav(tmp, path, first, frames, fps, codec, _CONTAINERS[ext])
+    with atomic_write(path, overwrite=overwrite) as tmp:  # refuses an existing file up front
+        frames = iter(frames)
+        first = next(frames, None)
+        if first is None:
+            raise InputError(f"cannot write video '{path}': no frames to write")
+        first = _check_frame(path, first, None, 0)
+        for codec in _PYAV_CODECS[ext]:
+            if _pyav_has_encoder(codec):
+                return _write_pyav(tmp, path, first, frames, fps, codec, _CONTAINERS[ext])
         return _write_opencv(tmp, path, first, frames, fps, ext)
 
 
@@ -196,7 +216,6 @@ def _pad_even(frame: np.ndarray) -> np.ndarray:
     return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
-@functools.lru_cache(maxsize=None)
 def _pyav_has_encoder(codec: str) -> bool:
     """True if PyAV is installed and ``codec`` opens (a library clash can break an encoder that
     PyAV lists, e.g. libvpx-vp9 after decord was imported first)."""
@@ -236,12 +255,12 @@ def _write_pyav(tmp: Path, path, first, frames, fps, codec: str, container_forma
 def _write_opencv(tmp: Path, path, first, frames, fps, ext: str) -> int:
     import cv2
 
-    fourcc = {".avi": "MJPG", ".webm": "VP80"}.get(ext, "mp4v")
+    fourcc = _OPENCV_FOURCC.get(ext, "mp4v")
     h, w = first.shape[:2]
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (w, h))
     if not writer.isOpened():
-        raise InputError(f"cannot write video '{path}': OpenCV has no {fourcc} encoder "
-                         "and PyAV is unavailable")
+        raise InputError(f"cannot write video '{path}': no working encoder (tried PyAV "
+                         f"{', '.join(_PYAV_CODECS[ext])} and OpenCV {fourcc})")
     n = 0
     try:
         for i, frame in enumerate(_chain(first, frames)):
@@ -279,7 +298,8 @@ def load_frame_pair(a: str | os.PathLike, b: str | os.PathLike | None = None,
         raise ConfigError(f"gap must be a positive integer, got {gap!r}")
     if b is None:
         if is_image_path(a):
-            raise InputError(f"need two frames, got one image '{a}': pass a second image or a video")
+            raise InputError(f"need two frames, got one image '{a}': "
+                             "pass a second image or a video")
         with open_video(a, min_frames=gap + 1) as video:
             pair = video.get([0, gap])
         return pair[0], pair[1]

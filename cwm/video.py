@@ -176,14 +176,22 @@ class _DecordReader(VideoReader):
         self.num_frames, self.fps = len(self._vr), float(self._vr.get_avg_fps())
         if self.num_frames < 1:
             raise ValueError("no frames")
-        self.size = tuple(self._vr[0].shape[:2])
+        self.size = tuple(self._frame(0).shape[:2])
 
-    def _read(self, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    def _frame(self, i: int) -> np.ndarray:
         # vr[i] rather than get_batch: the same speed here (decord decodes forward for
         # ascending indices either way), and get_batch can hang in native code on files that
         # __getitem__ reads fine (dmlc/decord#375).
+        a = self._vr[i].asnumpy()
+        if a.ndim != 3 or a.shape[2] != 3:
+            # decord 0.6 returns padded rows as a bogus [H, W, 4 or 6] array for some widths
+            # (16, 24, 48 px, ...): refuse it, so that open_video falls back to PyAV.
+            raise ValueError(f"decord returned a malformed frame of shape {list(a.shape)}")
+        return a
+
+    def _read(self, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
         for i in indices:
-            yield i, self._fit(self._vr[i].asnumpy())
+            yield i, self._fit(self._frame(i))
 
     def close(self) -> None:
         self._vr = None

@@ -65,7 +65,10 @@ def flow_to_color(flow: np.ndarray, max_flow: float | None = None) -> np.ndarray
         max_flow = max_flow or (float(mags.max()) if mags.size else 0.0) or 1.0
     if not max_flow > 0:
         raise InputError(f"max_flow must be positive, got {max_flow}")
-    u, v, rad = u / max_flow, v / max_flow, rad / max_flow
+    # "+ 0.0" turns -0.0 into +0.0, so a purely horizontal vector always takes the wheel's
+    # first colour (the reference's arctan2 would give (-1, -0.0) the last one).
+    u, v = u / max_flow + 0.0, v / max_flow + 0.0
+    rad = np.sqrt(u * u + v * v)  # as the reference computes it, so floor() agrees exactly
     wheel = color_wheel() / 255.0
     n = len(wheel)
     angle = np.arctan2(-v, -u) / np.pi  # in [-1, 1]; -1 (and +1) is rightward motion
@@ -82,8 +85,11 @@ def flow_to_color(flow: np.ndarray, max_flow: float | None = None) -> np.ndarray
 
 
 def flow_legend(size: int = 128) -> np.ndarray:
-    """The colour-wheel key: a disc whose pixel at offset ``(dx, dy)`` from the centre shows
-    the colour of that flow, with the rim at full saturation; white outside. uint8 ``[size, size, 3]``."""
+    """The colour-wheel key, uint8 ``[size, size, 3]``.
+
+    A disc whose pixel at offset ``(dx, dy)`` from the centre shows the colour of that flow,
+    with the rim at full saturation (``max_flow``); white outside.
+    """
     c = (size - 1) / 2
     y, x = np.mgrid[0:size, 0:size].astype(np.float64)
     flow = np.stack([x - c, y - c], axis=-1) / max(c, 1e-9)
@@ -144,6 +150,8 @@ def distinct_colors(n: int) -> np.ndarray:
     """``n`` well-separated RGB colours (golden-ratio hue steps), uint8 ``[n, 3]``."""
     import cv2
 
+    if n == 0:
+        return np.zeros((0, 3), np.uint8)
     hues = (np.arange(n) * 0.618033988749895) % 1.0
     hsv = np.stack([hues * 180, np.full(n, 220), np.full(n, 255)], -1).astype(np.uint8)
     return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0]
@@ -166,7 +174,8 @@ def overlay_segments(image: np.ndarray, masks: np.ndarray, alpha: float = 0.5,
 
 
 def occlusion_overlay(image: np.ndarray, occlusion: np.ndarray,
-                      color: tuple[int, int, int] = (255, 0, 255), alpha: float = 0.6) -> np.ndarray:
+                      color: tuple[int, int, int] = (255, 0, 255),
+                      alpha: float = 0.6) -> np.ndarray:
     """Mark occluded pixels (bool ``[H, W]``, True = occluded) in magenta."""
     return overlay_mask(image, occlusion, color, alpha, outline=False)
 
