@@ -1,44 +1,40 @@
 """Synthetic scenes with exact ground truth: flow, occlusion, Spelke instances and depth.
 
-A scene is a stack of layers, drawn back to front: a textured background plane (index 0, instance
-id 0) and textured objects (instance ids 1..N), each nearer than the background. Every layer has
-its own 2-D affine motion per frame, ``A_t``: layer coordinates -> frame-t pixel coordinates. A
-frame-t pixel ``x`` shows ``texture(A_t^-1 x)`` of the nearest layer covering it (bilinear sampling
-of a procedural texture), so the ground truth is analytic:
+A scene is a stack of layers drawn back to front: a textured background plane (instance id 0)
+and textured objects (ids 1..N), all nearer than the background. Each layer has a 2-D affine
+motion per frame, ``A_t``: layer coordinates -> frame-t pixels; pixel x of frame t shows
+``texture(A_t^-1 x)`` of the nearest layer covering it. So the ground truth is analytic:
 
-- forward flow of a frame-t pixel on layer L: ``A_{t+1}(A_t^-1 x) - x`` (exact, in float64);
-- occlusion: the pixel's forward position ``x + flow`` is covered at t+1 by a nearer layer
-  (evaluated on the continuous shape, not on the pixel grid), **or it leaves the frame** (its
-  position falls outside ``[-0.5, W-0.5) x [-0.5, H-0.5)``), as KITTI and Sintel treat
-  out-of-frame pixels. ``Scene.out_of_frame`` holds the out-of-frame part alone;
-- instance ids and depth: of the nearest layer whose hard mask (signed distance <= 0) covers the
-  pixel centre. Colours are anti-aliased over a one-pixel band at shape edges; the ground truth is not.
+- flow of a frame-t pixel on layer L: ``A_{t+1}(A_t^-1 x) - x``, computed in float64;
+- occlusion: ``x + flow`` is covered at t+1 by a nearer layer (tested on the continuous shape),
+  **or leaves the frame** (falls outside ``[-0.5, W-0.5) x [-0.5, H-0.5)``), as in KITTI and
+  Sintel; ``Scene.out_of_frame`` holds that part alone;
+- instances and depth: of the nearest layer whose hard mask (signed distance <= 0) holds the
+  pixel centre. Colours are anti-aliased over a one-pixel band at shape edges; the ground
+  truth is not.
 
-Conventions (DESIGN.md section 2): pixel centres are at integer coordinates, points are ``(x, y) =
-(column, row)`` from the top-left, flow is ``(dx, dy)``. Camera: pinhole with focal length
-``focal * W`` pixels; camera translation gives parallax ``f * T / Z`` (so layers at different
-depths move differently), camera roll and zoom act about the image centre. The background's
-inverse depth is affine in image coordinates (a slanted plane), which keeps its motion affine.
-In stereo mode the camera only translates along +x and objects are static, so the disparity
-``-flow[..., 0]`` equals ``focal * W * baseline / depth`` exactly.
+Conventions (DESIGN.md section 2): pixel centres at integer coordinates, points ``(x, y) =
+(column, row)`` from the top-left, flow ``(dx, dy)``. Pinhole camera, focal length ``focal * W``
+px: camera translation T moves a point at depth Z by ``f T / Z`` (parallax); roll and zoom act
+about the image centre. The background's inverse depth is affine in the image (a slanted plane),
+which keeps its motion affine. In stereo mode the camera moves along +x only and objects are
+static, so frame 1 is the right view and the disparity ``-flow[..., 0]`` is ``f * baseline / Z``.
 
-The Spelke part: one object (with probability ``part_object_prob``) is made of several disjoint
-pieces, each with its own colours, that share one motion and one instance id. Colour or
-connected-component grouping splits it; grouping by common motion does not.
+Spelke objects: with probability ``part_object_prob`` one object is several disjoint pieces with
+their own colours, one motion and one id: grouping by colour or connectivity splits it, grouping
+by common motion does not.
 
-Typical use::
-
-    scene = make_scene(seed=3, size=(64, 64))                  # 2 frames
-    f0, f1 = scene.pair(0)                                     # uint8 [H, W, 3] RGB
+    scene = make_scene(3, size=(64, 64))                      # 2 frames, preset "default"
+    frame0, frame1 = scene.pair(0)                            # uint8 [H, W, 3] RGB
     scene.flow[0], scene.occlusion[0], scene.instances[0], scene.depth[0]
-    make_scene(7, size=(128, 128), preset="stereo")            # or config=SceneConfig(...)
+    make_scene(7, (128, 128), preset="stereo", noise=0.01)    # or config=SceneConfig(...)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -80,19 +76,17 @@ class SceneConfig:
             if not 0 <= low <= high:
                 raise ConfigError(f"SceneConfig.{name} must be (low, high) with 0 <= low <= high, "
                                   f"got {(low, high)}")
-        if self.num_parts[0] < 2:
-            raise ConfigError(f"SceneConfig.num_parts must start at 2 or more, got {self.num_parts}")
-        if not 0 <= self.background_slant <= 0.5:
-            raise ConfigError(f"SceneConfig.background_slant must be in [0, 0.5], "
-                              f"got {self.background_slant}")
         # The slant raises the background's inverse depth by up to `slant` inside the frame; allow
         # half as much again for the area that camera motion brings into view.
-        if self.object_depth[1] >= self.background_depth[0] / (1 + 1.5 * self.background_slant):
-            raise ConfigError("SceneConfig.object_depth must stay below the nearest background "
-                              f"depth, got {self.object_depth} and {self.background_depth}")
-        if self.noise < 0 or self.focal <= 0:
-            raise ConfigError(f"SceneConfig.noise must be >= 0 and focal > 0, "
-                              f"got {self.noise} and {self.focal}")
+        nearest_background = self.background_depth[0] / (1 + 1.5 * self.background_slant)
+        problems = [(self.num_parts[0] < 2, "num_parts must start at 2 or more"),
+                    (not 0 <= self.background_slant <= 0.5, "background_slant must be in [0, 0.5]"),
+                    (self.object_depth[1] >= nearest_background,
+                     "object_depth must stay below the nearest background depth"),
+                    (self.noise < 0, "noise must be >= 0"), (self.focal <= 0, "focal must be > 0")]
+        for bad, message in problems:
+            if bad:
+                raise ConfigError(f"SceneConfig.{message}, got {self}")
 
 
 PRESETS: dict[str, SceneConfig] = {
@@ -193,7 +187,7 @@ def make_scene(seed: int, size: Size = (64, 64), num_frames: int = 2,
     """Generate a scene, deterministically from ``seed``.
 
     Args:
-        seed: any non-negative int; equal inputs give bit-identical scenes.
+        seed: int >= 0; equal arguments give bit-identical scenes.
         size: ``(H, W)`` in pixels, each >= 8.
         num_frames: T >= 2.
         config: ranges to draw from; default ``PRESETS[preset or "default"]``.
@@ -203,8 +197,8 @@ def make_scene(seed: int, size: Size = (64, 64), num_frames: int = 2,
     """
     cfg = resolve_config(config, preset, overrides)
     height, width = _check_size(size)
-    if int(num_frames) < 2:
-        raise ConfigError(f"num_frames must be >= 2, got {num_frames}")
+    if int(num_frames) < 2 or int(seed) < 0:
+        raise ConfigError(f"num_frames must be >= 2 and seed >= 0, got {num_frames} and {seed}")
     rng = np.random.default_rng(int(seed))
     spec = sample_spec(rng, (height, width), int(num_frames), cfg)
     scene = render(spec, rng)
@@ -278,23 +272,28 @@ class Polygon:
     def radius(self) -> float:
         return float(np.linalg.norm(self.vertices, axis=1).max())
 
-    def sdf(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        vert = self.vertices
+    def __post_init__(self) -> None:
+        vert = np.asarray(self.vertices, np.float64)
         edges = np.roll(vert, -1, axis=0) - vert
         normals = np.stack([edges[:, 1], -edges[:, 0]], axis=1)
         normals /= np.linalg.norm(normals, axis=1, keepdims=True)
         inward = np.einsum("ij,ij->i", normals, vert.mean(axis=0) - vert) > 0
         normals[inward] *= -1                                  # outward normals
-        offsets = np.einsum("ij,ij->i", normals, vert)
-        dist = normals[0, 0] * u + normals[0, 1] * v - offsets[0]
-        for (nx, ny), off in zip(normals[1:], offsets[1:]):
-            dist = np.maximum(dist, nx * u + ny * v - off)
+        object.__setattr__(self, "_edges", [(nx, ny, nx * x + ny * y) for (nx, ny), (x, y)
+                                            in zip(normals.tolist(), vert.tolist())])
+
+    def sdf(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        # Max of the edge half-plane distances: exact inside, a lower bound outside.
+        dist = None
+        for nx, ny, offset in self._edges:
+            d = nx * u + ny * v - offset
+            dist = d if dist is None else np.maximum(dist, d, out=dist)
         return dist
 
 
 @dataclass(frozen=True)
 class Blob:
-    """Star-shaped blob ``r(theta) = base * (1 + sum_k amp_k cos(k theta + phase_k))``, k = 2, 3, ..."""
+    """Star-shaped blob ``r(theta) = base * (1 + sum_k amp_k cos(k theta + phase_k))``, k >= 2."""
 
     center: tuple[float, float]
     base: float
@@ -306,12 +305,15 @@ class Blob:
         return float(np.hypot(*self.center) + self.base * (1 + sum(self.amps)))
 
     def sdf(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        du, dv = u - self.center[0], v - self.center[1]
-        theta = np.arctan2(dv, du)
-        r = np.ones_like(theta)
-        for k, (amp, phase) in enumerate(zip(self.amps, self.phases), start=2):
-            r += amp * np.cos(k * theta + phase)
-        return np.hypot(du, dv) - self.base * r
+        z = (u - self.center[0]) + 1j * (v - self.center[1])
+        dist = np.abs(z)
+        unit = z / np.maximum(dist, 1e-9)               # exp(i theta)
+        r = np.ones(dist.shape)
+        power = unit
+        for amp, phase in zip(self.amps, self.phases):  # cos(k theta + phase), k = 2, 3, ...
+            power = power * unit
+            r += amp * (power * np.exp(1j * phase)).real
+        return dist - self.base * r
 
 
 @dataclass(frozen=True)
@@ -368,34 +370,42 @@ def union_of_pieces(rng: np.random.Generator, radius: float, count: int) -> Unio
 
 # Amplitude of each noise octave, finest (4 px) to coarsest (128 px): luminance, then colour.
 _OCTAVE_CELLS = (4, 8, 16, 32, 64, 128)
-_LUMA_AMPS = (0.04, 0.07, 0.10, 0.12, 0.12, 0.10)
+_LUMA_AMPS = (0.03, 0.07, 0.10, 0.12, 0.12, 0.10)
 _CHROMA_AMPS = (0.0, 0.04, 0.05, 0.06, 0.07, 0.07)
 
 
-def _fractal_noise(rng: np.random.Generator, size: Size) -> np.ndarray:
-    """Multi-octave smooth noise ``[h, w, 4]`` (luminance, then 3 colour channels).
+def _fractal_colour(rng: np.random.Generator, size: Size, base: np.ndarray,
+                    luma_dir: np.ndarray) -> np.ndarray:
+    """Multi-octave smooth colour noise around ``base``: ``[h, w, 3]`` float32.
 
-    Built coarse to fine: upsample the running sum 2x (bicubic), add the next octave's random grid,
-    and finally upsample 4x to pixels, so each octave is a random grid of spacing ``cell`` px.
+    Built coarse to fine on 4 channels (luminance, then 3 colour channels): upsample the running
+    sum 2x (bicubic) and add the next octave's random grid, so each octave is a random grid of
+    spacing ``cell`` px. The channels are mixed to RGB (luminance along ``luma_dir``) on the
+    coarse grid, before the last 4x upsampling, which is linear and so commutes with the mix.
     """
     import cv2
 
     height, width = size
     levels = [i for i, cell in enumerate(_OCTAVE_CELLS) if cell <= max(size)]
     amps = np.stack([_LUMA_AMPS, _CHROMA_AMPS, _CHROMA_AMPS, _CHROMA_AMPS], 1).astype(np.float32)
+    # Small textures skip the coarse octaves; scale the rest up to keep the overall contrast.
+    amps *= np.sqrt(np.sum(amps ** 2, axis=0) / np.sum(amps[levels] ** 2, axis=0))
     coarsest = _OCTAVE_CELLS[levels[-1]]
     rows, cols = -(-height // coarsest) + 2, -(-width // coarsest) + 2
-    grid = rng.standard_normal((rows, cols, 4)).astype(np.float32) * amps[levels[-1]]
+    grid = rng.standard_normal((rows, cols, 4), np.float32) * amps[levels[-1]]
     for level in reversed(levels[:-1]):
         grid = cv2.resize(grid, (cols * 2, rows * 2), interpolation=cv2.INTER_CUBIC)
         cell = _OCTAVE_CELLS[level]                 # keep only the cells that cover the image
         rows, cols = -(-height // cell) + 2, -(-width // cell) + 2
-        grid = grid[:rows, :cols] + rng.standard_normal((rows, cols, 4)).astype(np.float32) * amps[level]
+        grid = grid[:rows, :cols] + rng.standard_normal((rows, cols, 4), np.float32) * amps[level]
+    mix = np.concatenate([luma_dir[None], np.eye(3, dtype=np.float32)])     # [4, 3]
+    rgb = grid.reshape(-1, 4) @ mix + base
     finest = _OCTAVE_CELLS[levels[0]]
-    up = cv2.resize(grid, (cols * finest, rows * finest), interpolation=cv2.INTER_CUBIC)
+    up = cv2.resize(rgb.reshape(rows, cols, 3), (cols * finest, rows * finest),
+                    interpolation=cv2.INTER_CUBIC)
     oy = int(rng.integers(0, up.shape[0] - height + 1))
     ox = int(rng.integers(0, up.shape[1] - width + 1))
-    return up[oy:oy + height, ox:ox + width]
+    return np.ascontiguousarray(up[oy:oy + height, ox:ox + width])
 
 
 def procedural_texture(rng: np.random.Generator, size: Size) -> np.ndarray:
@@ -411,21 +421,28 @@ def procedural_texture(rng: np.random.Generator, size: Size) -> np.ndarray:
     longest = max(size)
     base = rng.uniform(0.25, 0.75, 3).astype(np.float32)
     luma_dir = (0.7 + 0.6 * rng.random(3)).astype(np.float32)
-    noise = _fractal_noise(rng, size)
-    tex = base + noise[..., :1] * luma_dir + noise[..., 1:]
-    if rng.random() < 0.5:                                 # a grating, 6 to 16 px period
-        angle, period, phase = rng.uniform(0, np.pi), rng.uniform(6, 16), rng.uniform(0, 6.3)
-        ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-        wave = np.sin((xs * np.cos(angle) + ys * np.sin(angle)) * (2 * np.pi / period) + phase)
-        tex += wave[..., None] * rng.uniform(-0.12, 0.12, 3).astype(np.float32)
-    for _ in range(int(rng.integers(1, 5))):               # soft spots of a new colour
+    tex = _fractal_colour(rng, size, base, luma_dir)
+    if rng.random() < 0.5:                                 # a grating, 10 to 24 px period
+        angle, period, phase = rng.uniform(0, np.pi), rng.uniform(10, 24), rng.uniform(0, 6.3)
+        k = 2 * np.pi / period
+        ax = k * np.cos(angle) * np.arange(width, dtype=np.float32)
+        ay = k * np.sin(angle) * np.arange(height, dtype=np.float32) + phase
+        # sin(ax + ay) as a sum of two outer products: cheaper than a full-grid sin.
+        wave = np.outer(np.cos(ay), np.sin(ax)) + np.outer(np.sin(ay), np.cos(ax))
+        tex += wave[..., None] * rng.uniform(-0.07, 0.07, 3).astype(np.float32)
+    # Soft spots that shift the colour of a region, keeping its texture (colour distractors).
+    shift = np.zeros_like(tex)
+    for _ in range(int(rng.integers(1, 5))):
         centre = (int(rng.integers(width)), int(rng.integers(height)))
         axes = tuple(int(a) for a in rng.integers(2, max(3, longest // 6), 2))
-        colour = tuple(float(c) for c in rng.uniform(0, 1, 3))
-        cv2.ellipse(tex, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1, cv2.LINE_AA)
-    blur_sigma = 0.8                                       # keeps edges resampling-friendly
+        colour = tuple(float(c) for c in rng.uniform(-0.45, 0.45, 3))
+        cv2.ellipse(shift, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
+    spot_edge_sigma = 2.0
+    tex += cv2.GaussianBlur(shift, (0, 0), spot_edge_sigma)
+    blur_sigma = 0.8                                       # keeps details resampling-friendly
     tex = cv2.GaussianBlur(tex, (0, 0), blur_sigma)
-    return np.clip(tex, 0.0, 1.0)
+    # A smooth squash into (0.02, 0.98) instead of clipping: kinks would spoil bilinear resampling.
+    return (0.5 + 0.48 * np.tanh((tex - 0.5) / 0.48)).astype(np.float32)
 
 
 def sample_bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -469,7 +486,7 @@ class _Camera:
         return _about(self.center, _similarity(t * self.roll, self.zoom ** t, 0.0, 0.0))
 
     def parallax(self, t: int, plane: tuple[float, float, float]) -> np.ndarray:
-        """Maps frame-0 pixels of a plane (inverse depth a*x + b*y + c) to frame t, before roll/zoom."""
+        """Frame-0 pixels of a plane (inverse depth a*x + b*y + c) to frame t, before roll/zoom."""
         a, b, c = plane
         shift = -self.focal * t * self.velocity   # pixel shift per unit inverse depth
         return np.array([[1 + shift[0] * a, shift[0] * b, shift[0] * c],
@@ -518,14 +535,15 @@ def _background_layer(rng: np.random.Generator, cam: _Camera, plane: tuple[float
 
 
 def _object_texture(rng: np.random.Generator, shape: Shape, edge: int) -> np.ndarray:
-    """Texture over layer coordinates ``[-edge, edge]^2``; each piece of a Union gets its own."""
-    size = (2 * edge + 1, 2 * edge + 1)
+    """Texture over layer coordinates ``[-edge, edge]^2``; each piece of a Union gets its colour."""
+    tex = procedural_texture(rng, (2 * edge + 1, 2 * edge + 1))
     if not isinstance(shape, Union):
-        return procedural_texture(rng, size)
-    textures = np.stack([procedural_texture(rng, size) for _ in shape.pieces])
+        return tex
     coords = np.arange(-edge, edge + 1, dtype=np.float64)
     piece = shape.piece_index(coords[None, :], coords[:, None])     # [h, w]
-    return np.take_along_axis(textures, piece[None, ..., None], axis=0)[0]
+    shifts = rng.uniform(-0.4, 0.4, (len(shape.pieces), 3)).astype(np.float32)
+    # Pieces are disjoint, so the colour steps between them fall outside the shape.
+    return (0.5 + 0.48 * np.tanh((tex + shifts[piece] - 0.5) / 0.48)).astype(np.float32)
 
 
 def _object_layers(rng: np.random.Generator, cfg: SceneConfig, cam: _Camera, size: Size,
@@ -576,43 +594,34 @@ def sample_spec(rng: np.random.Generator, size: Size, num_frames: int,
 # Rendering
 
 
-@dataclass
-class _Grid:
-    xs: np.ndarray = field(repr=False)   # [H, W] float64 pixel-centre x
-    ys: np.ndarray = field(repr=False)   # [H, W] float64 pixel-centre y
-
-
-def _layer_window(layer: Layer, m: np.ndarray, size: Size) -> tuple[slice, slice]:
-    """Rows and columns of frame pixels that the layer can cover under map ``m``."""
+def _window(layer: Layer, m: np.ndarray, size: Size) -> tuple[slice, slice]:
+    """Rows and columns of frame pixels that the layer can cover under layer-to-frame map ``m``."""
     height, width = size
     if layer.shape is None:
         return slice(0, height), slice(0, width)
-    reach = layer.shape.radius * np.linalg.norm(m[:2, :2], ord=2) + 1.0
-    cx, cy = m[0, 2], m[1, 2]
-    x0, x1 = max(int(np.floor(cx - reach)), 0), min(int(np.ceil(cx + reach)) + 1, width)
-    y0, y1 = max(int(np.floor(cy - reach)), 0), min(int(np.ceil(cy + reach)) + 1, height)
+    reach = layer.shape.radius * np.sqrt(np.sum(m[:2, :2] ** 2)) + 1.0   # Frobenius >= spectral
+    x0, x1 = max(int(m[0, 2] - reach), 0), min(int(m[0, 2] + reach) + 2, width)
+    y0, y1 = max(int(m[1, 2] - reach), 0), min(int(m[1, 2] + reach) + 2, height)
     return slice(y0, max(y0, y1)), slice(x0, max(x0, x1))
 
 
-def _to_layer(m: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Layer coordinates of frame points ``(xs, ys)`` under the layer-to-frame map ``m``."""
-    inv = np.linalg.inv(m)
-    return inv[0, 0] * xs + inv[0, 1] * ys + inv[0, 2], inv[1, 0] * xs + inv[1, 1] * ys + inv[1, 2]
+def _apply(m: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points ``(xs, ys)`` mapped by the 3x3 affine ``m``."""
+    return m[0, 0] * xs + m[0, 1] * ys + m[0, 2], m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
 
 
-def _render_frame(spec: SceneSpec, t: int, grid: _Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Colour ``[H, W, 3]`` float32, layer index ``[H, W]`` int16, inverse depth ``[H, W]``."""
+def _render_frame(spec: SceneSpec, inverses: list[np.ndarray], t: int, xs: np.ndarray,
+                  ys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Colour ``[H, W, 3]`` float32 in [0, 1], layer index ``[H, W]`` int16, inverse depth."""
     height, width = spec.size
     image = np.zeros((height, width, 3), np.float32)
     index = np.zeros((height, width), np.int16)
     inv_depth = np.zeros((height, width), np.float64)
     for li, layer in enumerate(spec.layers):
-        m = layer.motion[t]
-        rows, cols = _layer_window(layer, m, spec.size)
-        xs, ys = grid.xs[rows, cols], grid.ys[rows, cols]
-        if xs.size == 0:
+        rows, cols = _window(layer, layer.motion[t], spec.size)
+        if rows.start == rows.stop or cols.start == cols.stop:
             continue
-        u, v = _to_layer(m, xs, ys)
+        u, v = _apply(inverses[li][t], xs[rows, cols], ys[rows, cols])
         ox, oy = layer.texture_origin
         colour = sample_bilinear(layer.texture, u - ox, v - oy)
         a, b, c = layer.inverse_depth
@@ -621,7 +630,7 @@ def _render_frame(spec: SceneSpec, t: int, grid: _Grid) -> tuple[np.ndarray, np.
             inv_depth[rows, cols] = a * u + b * v + c
             continue
         # Signed distance in frame pixels: layer units times the layer's scale at frame t.
-        dist = layer.shape.sdf(u, v) * np.sqrt(abs(np.linalg.det(m[:2, :2])))
+        dist = layer.shape.sdf(u, v) * np.sqrt(abs(np.linalg.det(layer.motion[t, :2, :2])))
         alpha = np.clip(0.5 - dist, 0.0, 1.0).astype(np.float32)[..., None]
         region = image[rows, cols]
         region += alpha * (colour - region)
@@ -631,9 +640,9 @@ def _render_frame(spec: SceneSpec, t: int, grid: _Grid) -> tuple[np.ndarray, np.
     return image, index, inv_depth
 
 
-def _flow_and_occlusion(spec: SceneSpec, t: int, index: np.ndarray,
-                        grid: _Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact forward flow ``[H, W, 2]``, occlusion and out-of-frame masks ``[H, W]`` of frame t."""
+def _flow_and_occlusion(spec: SceneSpec, inverses: list[np.ndarray], t: int, index: np.ndarray,
+                        xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Exact forward flow ``[H, W, 2]`` float32, occlusion and out-of-frame ``[H, W]`` bool."""
     height, width = spec.size
     flow = np.zeros((height, width, 2), np.float64)
     occluded = np.zeros((height, width), bool)
@@ -641,30 +650,40 @@ def _flow_and_occlusion(spec: SceneSpec, t: int, index: np.ndarray,
         sel = index == li
         if not sel.any():
             continue
-        xs, ys = grid.xs[sel], grid.ys[sel]
-        step = layer.motion[t + 1] @ np.linalg.inv(layer.motion[t])
-        px = step[0, 0] * xs + step[0, 1] * ys + step[0, 2]
-        py = step[1, 0] * xs + step[1, 1] * ys + step[1, 2]
-        flow[sel] = np.stack([px - xs, py - ys], axis=-1)
-        covered = np.zeros(xs.shape, bool)
-        for nearer in spec.layers[li + 1:]:
-            u, v = _to_layer(nearer.motion[t + 1], px, py)
-            covered |= nearer.shape.sdf(u, v) <= 0
+        x, y = xs[sel], ys[sel]
+        px, py = _apply(layer.motion[t + 1] @ inverses[li][t], x, y)
+        flow[sel, 0], flow[sel, 1] = px - x, py - y
+        covered = np.zeros(x.shape, bool)
+        for lj in range(li + 1, len(spec.layers)):
+            nearer = spec.layers[lj]
+            rows, cols = _window(nearer, nearer.motion[t + 1], spec.size)
+            near = ((px >= cols.start - 1) & (px <= cols.stop) & (py >= rows.start - 1)
+                    & (py <= rows.stop))
+            if near.any():
+                u, v = _apply(inverses[lj][t + 1], px[near], py[near])
+                covered[near] |= nearer.shape.sdf(u, v) <= 0
         occluded[sel] = covered
-    half = 0.5
-    end_x, end_y = grid.xs + flow[..., 0], grid.ys + flow[..., 1]
+    half = 0.5  # pixel (i, j) covers [j - 0.5, j + 0.5) x [i - 0.5, i + 0.5)
+    end_x, end_y = xs + flow[..., 0], ys + flow[..., 1]
     outside = (end_x < -half) | (end_x >= width - half) | (end_y < -half) | (end_y >= height - half)
     return flow.astype(np.float32), occluded | outside, outside
 
 
 def render(spec: SceneSpec, rng: np.random.Generator | None = None) -> Scene:
     """Render a SceneSpec into frames and ground truth. ``rng`` draws the pixel noise, if any."""
-    height, width = spec.size
-    num_frames = spec.layers[0].motion.shape[0]
+    height, width = _check_size(spec.size)
+    num_frames = spec.layers[0].motion.shape[0] if spec.layers else 0
+    for i, layer in enumerate(spec.layers):
+        if (layer.shape is None) != (i == 0) or layer.motion.shape != (num_frames, 3, 3):
+            raise ConfigError(f"SceneSpec layer {i}: the background (and only it) must have no "
+                              f"shape, and every motion must be [T, 3, 3]; got {layer.motion.shape}")
+    if num_frames < 2:
+        raise ConfigError(f"SceneSpec needs a background layer and T >= 2 frames, got {num_frames}")
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    grid = _Grid(xs, ys)
-    images, indices, inv_depths = zip(*(_render_frame(spec, t, grid) for t in range(num_frames)))
-    flows, occlusions, outsides = zip(*(_flow_and_occlusion(spec, t, indices[t], grid)
+    inverses = [np.linalg.inv(layer.motion) for layer in spec.layers]
+    images, indices, inv_depths = zip(*(_render_frame(spec, inverses, t, xs, ys)
+                                        for t in range(num_frames)))
+    flows, occlusions, outsides = zip(*(_flow_and_occlusion(spec, inverses, t, indices[t], xs, ys)
                                         for t in range(num_frames - 1)))
     ids = np.array([layer.instance_id for layer in spec.layers], np.int32)
     pixels = np.stack(images) * 255.0
