@@ -202,7 +202,11 @@ class CWM(nn.Module):
             raise ValueError("predict_frame needs every masked token to be in the last frame")
         pred = self((video - self.mean) / self.std, mask)  # (B, N_masked, 3pp)
         patches = patchify(video[:, :, -1], self.cfg.patch_size).to(pred.dtype)  # (B, n, 3pp)
-        patches = patches.masked_scatter(last_mask[..., None].expand_as(patches), pred)
+        # Masked token j of the last frame is prediction number (rank of j among masked tokens);
+        # a gather (not masked_scatter) keeps this cheap under vmap and forward-mode AD.
+        rank = (last_mask.long().cumsum(1) - 1).clamp(min=0)  # (B, n)
+        scattered = pred.gather(1, rank[..., None].expand(-1, -1, pred.shape[-1]))
+        patches = torch.where(last_mask[..., None], scattered, patches)
         return unpatchify(patches, self.cfg.patch_size, grid)
 
 

@@ -128,6 +128,34 @@ class CWMPredictor:
             pred = self.predict_fn(self._clip(f0, frame1), m)
         return from_tensor(resize(pred.float().cpu(), batch.size), batch)
 
+    def flow(self, frame0, frame1, **options):
+        """Dense optical flow and occlusion by Jacobian counterfactuals -> ``FlowResult``
+        (a list for batches); options and defaults are those of :func:`probes.flow.flow`."""
+        from probes.flow import flow
+
+        return flow(self, frame0, frame1, **options)
+
+    def track(self, frame0, frame1, points, **options):
+        """Where ``points`` ``[(x, y), ...]`` of frame 0 are in frame 1 -> ``TrackResult``;
+        see :func:`probes.flow.track`."""
+        from probes.flow import track
+
+        return track(self, frame0, frame1, points, **options)
+
+    def segment(self, image, points=None, **kw):
+        """Spelke segments of one image -> ``SegmentResult`` (``.masks [N, H, W]`` bool): one per
+        ``(x, y)`` point, or all objects when ``points`` is None; see :func:`probes.segments.segment`."""
+        from probes.segments import segment
+
+        return segment(self, image, points, **kw)
+
+    def depth(self, frame0, frame1, stereo: bool = False, **kw):
+        """Relative inverse depth from parallax -> ``DepthResult`` (``.inverse_depth [H, W]``,
+        larger = nearer); see :func:`probes.depth.depth`."""
+        from probes.depth import depth
+
+        return depth(self, frame0, frame1, stereo=stereo, **kw)
+
     def counterfactual_inputs(self, f0: torch.Tensor, moves: Sequence[Move], static: Sequence[Point],
                               size: tuple[int, int]) -> tuple[torch.Tensor, list[int]]:
         """Frame 1 (at user size) and the visible patch indices for :meth:`counterfactual`."""

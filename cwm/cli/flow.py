@@ -1,0 +1,229 @@
+"""``cwm flow``: dense optical flow of a video or a frame pair (also the engine of ``cwm occlusion``).
+
+A video is streamed: frames are decoded one at a time and only the ``gap + 1`` newest are held,
+so memory stays constant however long the video is. Every processed pair ``(t, t + gap)`` gets a
+raw file ``raw/<t>.npy`` (or ``.flo``) and a frame of the visual (``<kind>.mp4`` or
+``png/<t>.png``); two images give ``<kind>.png`` and ``<kind>.npy``.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cwm.cli.common import (Outputs, UsageError, add_command, add_output_options, default_out,
+                            fit_size, load_predictor, positive_float, positive_int, progress,
+                            run_outputs)
+
+#: Output frame rate when the input video does not state one.
+FALLBACK_FPS = 10.0
+
+EXAMPLES = """\
+cwm flow demos/assets/sample.mp4                      # -> cwm_out/sample_flow/flow.mp4 + raw/*.npy
+cwm flow demos/assets/sample.mp4 --every 4 --arrows   # every 4th pair, arrows on the frame
+cwm flow video.mp4 --gap 2 --size 256 -o out/         # pairs (t, t+2), frames resized to 256 px
+cwm flow frame0.png frame1.png                        # one pair -> flow.png + flow.npy
+cwm flow frame0.png frame1.png --format flo           # raw Middlebury flow.flo only
+"""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a dense command computes and how it draws one result."""
+
+    name: str
+    formats: tuple[str, ...]
+    raw: Callable  # (result) -> array written to raw/
+    visual: Callable  # (frame0, result, args) -> uint8 [H, W, 3]
+
+
+def add_source_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="one VIDEO, or two images FRAME0 FRAME1")
+    g = p.add_argument_group("frames")
+    g.add_argument("--gap", type=positive_int, default=None, metavar="K",
+                   help="video: pair frame t with frame t+K (default 1)")
+    g.add_argument("--every", type=positive_int, default=None, metavar="K",
+                   help="video: process every K-th pair only (default 1: all)")
+    g.add_argument("--size", type=positive_int, default=None, metavar="S",
+                   help="resize frames so the longer side is S pixels (outputs are at that size)")
+
+
+def add_visual_arguments(p: argparse.ArgumentParser, formats: tuple[str, ...]) -> None:
+    g = p.add_argument_group("visual")
+    g.add_argument("--format", choices=formats, default=None,
+                   help="mp4: visual video + raw .npy per pair (video default); png: a visual PNG "
+                        "per pair + raw .npy (image-pair default); npy: raw only"
+                        + ("; flo: raw Middlebury .flo only" if "flo" in formats else ""))
+    g.add_argument("--layout", choices=("side", "single"), default="side",
+                   help="side: input frame beside the result (default); single: the result alone")
+
+
+def add_probe_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("probe")
+    g.add_argument("--max-flow", type=positive_float, default=None, metavar="PX",
+                   help="largest motion searched, in input pixels (default: the probe's, a fraction of the "
+                        "smaller side); "
+                        "raise it for fast motion, lower it to run faster")
+    g.add_argument("--stride", type=positive_int, default=None, metavar="N",
+                   help="one flow source every N model pixels, then interpolated (must divide the "
+                        "model's input size; default: one per patch; 1: every pixel, slowest)")
+
+
+def probe_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments of :func:`probes.flow.flow` given on the command line."""
+    return {k: v for k, v in (("max_flow", args.max_flow), ("stride", args.stride)) if v is not None}
+
+
+def register(sub) -> argparse.ArgumentParser:
+    p = add_command(sub, "flow", "dense optical flow of a video or a frame pair", EXAMPLES,
+                    description="Dense optical flow read out of the CWM as counterfactuals: for each "
+                                "pair, a colour-coded flow image (Middlebury wheel: hue = direction, "
+                                "saturation = speed) and the raw flow [H, W, 2] (dx, dy) in pixels.")
+    add_source_arguments(p)
+    add_probe_arguments(p)
+    add_visual_arguments(p, ("mp4", "png", "npy", "flo"))
+    p.add_argument("--arrows", action="store_true", help="draw flow arrows on the input frame")
+    p.add_argument("--color-max", type=positive_float, default=None, metavar="PX",
+                   help="flow magnitude drawn at full colour (default: per-frame 99th percentile; "
+                        "fix it for a video whose colours should be comparable across frames)")
+    add_output_options(p)
+    return p
+
+
+def _flow_visual(frame0: np.ndarray, result, args) -> np.ndarray:
+    from cwm import viz
+
+    flow = result.flow
+    colour = viz.flow_to_color(flow, max_flow=args.color_max)
+    step = max(8, min(flow.shape[:2]) // 12)
+    if args.layout == "single":
+        return viz.draw_arrows(colour, flow, step=step, color=(0, 0, 0)) if args.arrows else colour
+    shown = viz.draw_arrows(frame0, flow, step=step) if args.arrows else frame0
+    return viz.side_by_side([shown, colour])
+
+
+FLOW = Kind("flow", ("mp4", "png", "npy", "flo"), raw=lambda r: r.flow.astype(np.float32),
+            visual=_flow_visual)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_dense(args, FLOW)
+
+
+# ------------------------------------------------------------------------------ the engine
+@dataclass
+class _Job:
+    """What one dense run reads and writes; every path is planned before anything is computed."""
+
+    pairs: Iterator[tuple[int, np.ndarray, np.ndarray]]  # (t, frame t, frame t + gap), streamed
+    raw: dict[int, Path]  # pair t -> raw array file
+    png: dict[int, Path]  # pair t -> visual PNG (format png)
+    video: Path | None  # the visual video (format mp4)
+    fps: float = FALLBACK_FPS
+
+
+def run_dense(args: argparse.Namespace, kind: Kind) -> int:
+    """Plan and check every output, then stream pairs through :func:`probes.flow.flow`."""
+    from probes.flow import flow
+
+    fmt = _check_usage(args, kind)
+    outputs = Outputs(args.out or default_out(args.inputs, kind.name), args.overwrite)
+    reader = _open_video(args) if len(args.inputs) == 1 else None
+    try:
+        job = _plan(args, kind, fmt, outputs, reader)
+        outputs.check()
+        predictor = load_predictor(args)
+        bar = progress(len(job.raw), kind.name, args.quiet)
+
+        def results() -> Iterator[tuple[int, np.ndarray, object]]:
+            for t, frame0, frame1 in job.pairs:
+                result = flow(predictor, frame0, frame1, **probe_options(args))
+                outputs.array(job.raw[t], kind.raw(result))
+                bar.update()
+                yield t, frame0, result
+
+        def body() -> None:
+            if job.video is not None:  # the visual frames stream into the video as they come
+                outputs.video(job.video, (kind.visual(f0, r, args) for _, f0, r in results()), job.fps)
+                return
+            for t, frame0, result in results():
+                if t in job.png:
+                    outputs.image(job.png[t], kind.visual(frame0, result, args))
+
+        try:
+            run_outputs(outputs, body)
+        finally:
+            bar.close()
+    finally:
+        if reader is not None:
+            reader.close()
+    done = len(set(job.raw.values()) & set(outputs.written))
+    if done < len(job.raw):
+        print(f"cwm: warning: the video ended early: {done} of {len(job.raw)} pairs processed", file=sys.stderr)
+    outputs.report()
+    return 0
+
+
+def _check_usage(args: argparse.Namespace, kind: Kind) -> str:
+    """Reject input/flag combinations that cannot work; returns the output format."""
+    from cwm.io import is_image_path
+
+    if len(args.inputs) > 2:
+        raise UsageError(f"{kind.name}: expected one video or two images, got {len(args.inputs)} inputs")
+    video = len(args.inputs) == 1
+    if not video and (args.gap or args.every):
+        raise UsageError(f"{kind.name}: --gap and --every apply to a video input, not to two images")
+    if video and is_image_path(args.inputs[0]):
+        raise UsageError(f"{kind.name}: got one image '{args.inputs[0]}'; pass a second image "
+                         "(frame 1) or a video")
+    fmt = args.format or ("mp4" if video else "png")
+    if fmt == "mp4" and not video:
+        raise UsageError(f"{kind.name}: --format mp4 needs a video input; use png, npy"
+                         + (" or flo" if "flo" in kind.formats else "") + " for two images")
+    return fmt
+
+
+def _open_video(args: argparse.Namespace):
+    from cwm.io import open_video
+
+    return open_video(args.inputs[0], min_frames=(args.gap or 1) + 1)
+
+
+def _plan(args: argparse.Namespace, kind: Kind, fmt: str, outputs: Outputs, reader) -> _Job:
+    """Declare every output file of the run to ``outputs`` and set up the pair stream."""
+    from cwm.io import load_frame_pair
+
+    ext = ".flo" if fmt == "flo" else ".npy"
+    if reader is None:  # two images: one pair, files named after the command
+        f0, f1 = (fit_size(f, args.size) for f in load_frame_pair(*args.inputs))
+        raw = dict(zip([0], outputs.plan(f"{kind.name}{ext}")))
+        png = dict(zip([0], outputs.plan(f"{kind.name}.png"))) if fmt == "png" else {}
+        return _Job(iter([(0, f0, f1)]), raw, png, None)
+    gap, every = args.gap or 1, args.every or 1
+    starts = range(0, reader.num_frames - gap, every)
+    raw = dict(zip(starts, outputs.plan(*(f"raw/{t:06d}{ext}" for t in starts))))
+    png = dict(zip(starts, outputs.plan(*(f"png/{t:06d}.png" for t in starts)))) if fmt == "png" else {}
+    video = outputs.plan(f"{kind.name}.mp4")[0] if fmt == "mp4" else None
+    return _Job(_stream_pairs(reader, gap, every, args.size), raw, png, video,
+                fps=(reader.fps or FALLBACK_FPS) / every)
+
+
+def _stream_pairs(reader, gap: int, every: int, size: int | None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Yield ``(t, frame_t, frame_t+gap)`` for ``t = 0, every, 2*every, ...``, holding gap+1 frames."""
+    if every > gap:  # pairs do not share frames: decode just the two (forward, no revisits)
+        for t in range(0, reader.num_frames - gap, every):
+            f0, f1 = reader.get([t, t + gap])
+            yield t, fit_size(f0, size), fit_size(f1, size)
+        return
+    window: collections.deque = collections.deque(maxlen=gap + 1)
+    for i, frame in enumerate(reader.iter_frames()):
+        window.append(fit_size(frame, size))
+        t = i - gap
+        if t >= 0 and t % every == 0:
+            yield t, window[0], window[-1]

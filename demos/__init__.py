@@ -1,0 +1,1 @@
+"""Runnable demos that reproduce the classic CWM figures; run each with ``python -m demos.NAME``."""

@@ -1,0 +1,377 @@
+"""Clips for pretraining: video folders or synthetic scenes, sampled deterministically.
+
+Every item is named by a key ``(epoch, index)`` that the sampler yields, and all of its
+randomness (which frames, the gap, the crop, the flip, the mask noise) is drawn from a generator
+seeded by ``(seed, epoch, index)``. So a clip does not depend on which process or DataLoader
+worker builds it: one process and N processes with the same global batch see the same clips, and
+a resumed run sees exactly the clips the uninterrupted run would have seen.
+
+An item is ``{"video": uint8 [T, H, W, 3], "noise": float32 [h*w]}``: RGB frames at the model's
+resolution, and one uniform number per last-frame patch (the loop reveals the patches with the
+smallest noise, so the mask is per sample yet the masked count is the same across the batch).
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from cwm.config import CWMConfig
+from cwm.errors import ConfigError, CWMError, InputError
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+#: The epoch key of the fixed held-out batch: never reached by training epochs.
+EVAL_EPOCH = 2**31 - 1
+#: Open readers kept per worker (videos drawn again soon skip the open).
+READER_CACHE = 8
+
+
+class SkippedVideoWarning(UserWarning):
+    """A video in the training folder was skipped (unreadable, empty, or too short)."""
+
+
+def item_rng(seed: int, epoch: int, index: int, stream: int = 0) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(epoch), int(index), stream])
+
+
+# --------------------------------------------------------------------------------- sampling
+class ClipSampler(Sampler):
+    """Yields ``(epoch, index)`` keys: a seeded permutation per epoch, or in order.
+
+    Accelerate shards the batches of this sampler across processes; ``set_epoch`` is called by
+    Accelerate's DataLoader wrapper before each pass.
+    """
+
+    def __init__(self, length: int, shuffle: bool, seed: int):
+        self.length, self.shuffle, self.seed, self.epoch = length, shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.length, generator=g).tolist()
+        else:
+            order = range(self.length)
+        return ((self.epoch, i) for i in order)
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def round_up(n: int, unit: int) -> int:
+    return max(unit, -(-n // unit) * unit)
+
+
+# --------------------------------------------------------------------------------- cropping
+def crop_box(rng: np.random.Generator, height: int, width: int, scale: tuple[float, float],
+             ratio: tuple[float, float]) -> tuple[int, int, int, int]:
+    """A random resized crop ``(top, left, h, w)``: area fraction in ``scale``, aspect (w/h) in
+    ``ratio`` (log-uniform), as torchvision draws it; falls back to the central crop."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    aspect = width / height  # fallback: the largest central crop within the ratio range
+    if aspect < ratio[0]:
+        w, h = width, int(round(width / ratio[0]))
+    elif aspect > ratio[1]:
+        h, w = height, int(round(height * ratio[1]))
+    else:
+        h, w = height, width
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def crop_frames(frames: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int],
+                flip: bool) -> np.ndarray:
+    """The same crop (and flip) on every frame, resized to ``size``: ``[T, H', W', 3] -> [T, *size, 3]``.
+
+    Resizing is bilinear with antialiasing, done by torch: OpenCV's thread pool does not survive
+    the fork that starts DataLoader workers (``cv2.setNumThreads`` and parallel resizes hang there).
+    """
+    import torch.nn.functional as F
+
+    top, left, h, w = box
+    clip = frames[:, top:top + h, left:left + w]
+    if flip:
+        clip = clip[:, :, ::-1]
+    if (h, w) != tuple(size):
+        t = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).float()  # (T, 3, h, w)
+        t = F.interpolate(t, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+        return t.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    return np.ascontiguousarray(clip)
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """What every dataset needs to know: output size, frames per clip, patch grid, augmentation."""
+
+    size: tuple[int, int]
+    num_frames: int
+    patches: int
+    gap_frames: tuple[int, int]
+    gap_ms: tuple[float, float] | None
+    crop_scale: tuple[float, float]
+    crop_ratio: tuple[float, float]
+    flip: bool
+    seed: int
+
+    @classmethod
+    def from_config(cls, cfg, model_cfg: CWMConfig) -> "ClipSpec":
+        from pretrain.config import as_range
+
+        d = cfg.data
+        return cls(size=model_cfg.input_size, num_frames=model_cfg.num_frames,
+                   patches=model_cfg.tokens_per_frame,
+                   gap_frames=as_range(d.gap_frames, "data.gap_frames", int),
+                   gap_ms=None if d.gap_ms is None else as_range(d.gap_ms, "data.gap_ms", float),
+                   crop_scale=as_range(d.crop_scale, "data.crop_scale", float),
+                   crop_ratio=as_range(d.crop_ratio, "data.crop_ratio", float),
+                   flip=bool(d.flip), seed=int(cfg.train.seed))
+
+    def finish(self, rng: np.random.Generator, frames: np.ndarray) -> dict[str, torch.Tensor]:
+        """Crop, flip and draw the mask noise: the last step of every item."""
+        box = crop_box(rng, frames.shape[1], frames.shape[2], self.crop_scale, self.crop_ratio)
+        flip = self.flip and bool(rng.integers(0, 2))
+        video = crop_frames(frames, box, self.size, flip)
+        noise = rng.random(self.patches, dtype=np.float32)
+        return {"video": torch.from_numpy(video), "noise": torch.from_numpy(noise)}
+
+
+# --------------------------------------------------------------------------------- synthetic
+class SyntheticClips(Dataset):
+    """Clips from :func:`cwm.synthetic.make_scene`.
+
+    One scene of ``scene_frames`` frames is rendered per ``clips_per_scene`` consecutive items
+    (rendering costs more than a training step per sample), each item drawing its own start,
+    gap, crop and flip. Items are read in order, so consecutive keys hit the cached scene; new
+    epochs render new scenes.
+    """
+
+    def __init__(self, spec: ClipSpec, length: int, preset: str = "default", scene_frames: int = 8,
+                 clips_per_scene: int = 8, overrides: dict | None = None):
+        if spec.gap_ms is not None:
+            raise ConfigError("data.gap_ms needs videos with a frame rate; synthetic scenes take data.gap_frames")
+        max_gap = (scene_frames - 1) // (spec.num_frames - 1)
+        if spec.gap_frames[0] > max_gap:
+            raise ConfigError(f"data.gap_frames {list(spec.gap_frames)} does not fit in data.scene_frames="
+                              f"{scene_frames} for {spec.num_frames}-frame clips (largest gap {max_gap})")
+        from cwm.synthetic import resolve_config
+
+        self.overrides = dict(overrides or {})
+        resolve_config(None, preset, self.overrides)  # unknown names fail here, not in a worker
+        self.spec, self.length, self.preset = spec, length, preset
+        self.scene_frames, self.clips_per_scene = scene_frames, clips_per_scene
+        self.gap = (spec.gap_frames[0], min(spec.gap_frames[1], max_gap))
+        self._cache: OrderedDict = OrderedDict()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def scene_frames_for(self, epoch: int, scene: int) -> np.ndarray:
+        """``[scene_frames, H, W, 3]`` uint8 of one scene (cached: a few scenes per worker)."""
+        key = (epoch, scene)
+        if key not in self._cache:
+            from cwm.synthetic import make_scene
+
+            seed = int(np.random.SeedSequence([self.spec.seed, epoch, scene, 1]).generate_state(1)[0])
+            self._cache[key] = make_scene(seed, self.spec.size, self.scene_frames, preset=self.preset,
+                                          **self.overrides).frames
+            while len(self._cache) > 2:
+                self._cache.popitem(last=False)
+        return self._cache[key]
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, index = key
+        frames = self.scene_frames_for(epoch, index // self.clips_per_scene)
+        rng = item_rng(self.spec.seed, epoch, index)
+        gap = int(rng.integers(self.gap[0], self.gap[1] + 1))
+        span = gap * (self.spec.num_frames - 1)
+        start = int(rng.integers(0, self.scene_frames - span))
+        return self.spec.finish(rng, frames[start:start + span + 1:gap])
+
+
+# --------------------------------------------------------------------------------- videos
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    num_frames: int
+    fps: float
+
+
+def find_videos(folder: str | os.PathLike) -> list[Path]:
+    """Video files under ``folder`` (recursive, sorted), by extension (any case)."""
+    root = Path(folder)
+    if not root.exists():
+        raise InputError(f"data folder '{folder}' does not exist")
+    if not root.is_dir():
+        raise InputError(f"data.source '{folder}' is not a folder (or 'synthetic')")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+
+
+def gap_in_frames(spec: ClipSpec, fps: float) -> tuple[int, int]:
+    """The gap range in frames for a video at ``fps`` (from ``gap_ms`` when set)."""
+    if spec.gap_ms is None:
+        return spec.gap_frames
+    lo, hi = (max(1, round(ms * fps / 1000)) for ms in spec.gap_ms)
+    return lo, hi
+
+
+def scan_videos(folder: str | os.PathLike, spec: ClipSpec, backends: tuple[str, ...]
+                ) -> tuple[list[VideoInfo], list[tuple[str, str]]]:
+    """Open every video once (headers and the first frame only) and keep the usable ones.
+
+    Returns:
+        ``(usable, skipped)``; ``skipped`` holds ``(path, reason)`` for unreadable, empty and
+        too-short videos.
+    Raises:
+        InputError: the folder holds no video files at all.
+    """
+    from cwm.io import open_video
+
+    paths = find_videos(folder)
+    if not paths:
+        raise InputError(f"no videos ({', '.join(e[1:] for e in VIDEO_EXTENSIONS)}) found under '{folder}'")
+    usable, skipped = [], []
+    for p in paths:
+        try:
+            with open_video(p, backends=backends, num_threads=1) as r:
+                n, fps = r.num_frames, r.fps
+        except CWMError as e:
+            skipped.append((str(p), str(e)))
+            continue
+        if spec.gap_ms is not None and fps <= 0:
+            skipped.append((str(p), "no frame rate in the file, needed for data.gap_ms"))
+            continue
+        need = (spec.num_frames - 1) * gap_in_frames(spec, fps)[0] + 1
+        if n < need:
+            skipped.append((str(p), f"too short: {n} frame(s), a {spec.num_frames}-frame clip with "
+                                    f"the smallest gap needs {need}"))
+            continue
+        usable.append(VideoInfo(str(p), n, fps))
+    return usable, skipped
+
+
+class VideoClips(Dataset):
+    """Clips from a list of usable videos; item ``i`` of an epoch reads video ``i % len(videos)``.
+
+    Only the frames of the clip are decoded (``reader.get``), so memory does not grow with video
+    length. A video that fails mid-training is warned about once (per worker) and replaced by
+    the next video.
+    """
+
+    def __init__(self, spec: ClipSpec, videos: list[VideoInfo], length: int,
+                 backends: tuple[str, ...] = ("decord", "pyav", "opencv")):
+        self.spec, self.videos, self.length, self.backends = spec, videos, length, tuple(backends)
+        self._readers: OrderedDict = OrderedDict()
+        self._pid, self._inherited = os.getpid(), []
+        self._failed: set[str] = set()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__, _readers=OrderedDict(), _inherited=[])  # readers do not pickle
+        return state
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _reader(self, path: str):
+        from cwm.io import open_video
+
+        if os.getpid() != self._pid:
+            # A forked DataLoader worker: readers opened by the parent (for the eval batch) hold
+            # decoder threads that did not survive the fork. Never use or close them here.
+            self._inherited.append(self._readers)
+            self._readers, self._pid = OrderedDict(), os.getpid()
+        if path not in self._readers:
+            self._readers[path] = open_video(path, backends=self.backends, num_threads=1)
+            while len(self._readers) > READER_CACHE:
+                self._readers.popitem(last=False)[1].close()
+        self._readers.move_to_end(path)
+        return self._readers[path]
+
+    def clip(self, video: VideoInfo, rng: np.random.Generator) -> np.ndarray:
+        lo, hi = gap_in_frames(self.spec, video.fps)
+        t = self.spec.num_frames - 1
+        hi = max(lo, min(hi, (video.num_frames - 1) // t))
+        gap = int(rng.integers(lo, hi + 1))
+        start = int(rng.integers(0, video.num_frames - gap * t))
+        return self._reader(video.path).get([start + k * gap for k in range(t + 1)])
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, index = key
+        for attempt in range(len(self.videos)):
+            video = self.videos[(index + attempt) % len(self.videos)]
+            if video.path in self._failed:
+                continue
+            rng = item_rng(self.spec.seed, epoch, index, attempt)
+            try:
+                frames = self.clip(video, rng)
+            except CWMError as e:
+                self._failed.add(video.path)
+                self._readers.pop(video.path, None)
+                warnings.warn(f"skipping video '{video.path}': {e}", SkippedVideoWarning, stacklevel=2)
+                continue
+            return self.spec.finish(rng, frames)
+        raise InputError("every video failed to decode; see the warnings above")
+
+
+# --------------------------------------------------------------------------------- building
+@dataclass
+class DataBundle:
+    """A dataset, its sampler, and what the logs report about it."""
+
+    dataset: Dataset
+    sampler: ClipSampler
+    summary: str
+    skipped: list[tuple[str, str]]
+
+
+def build_data(cfg, model_cfg: CWMConfig, unit: int, warn: bool = True) -> DataBundle:
+    """The training dataset and sampler.
+
+    Args:
+        cfg: the :class:`pretrain.config.PretrainConfig`.
+        unit: the epoch length is rounded up to a multiple of this (global batch x grad_accum),
+            so every process gets the same number of whole optimizer steps.
+        warn: emit one :class:`SkippedVideoWarning` per skipped video (the main process only).
+    """
+    d, spec = cfg.data, ClipSpec.from_config(cfg, model_cfg)
+    if d.source == "synthetic":
+        length = round_up(d.scenes_per_epoch * d.clips_per_scene, unit)
+        ds = SyntheticClips(spec, length, d.scene_preset, d.scene_frames, d.clips_per_scene, d.scene_overrides)
+        return DataBundle(ds, ClipSampler(length, shuffle=False, seed=spec.seed),
+                          f"synthetic scenes ({d.scene_preset}), {length} clips per epoch", [])
+    videos, skipped = scan_videos(d.source, spec, tuple(d.backends))
+    if warn:
+        for path, reason in skipped:
+            warnings.warn(f"skipping video '{path}': {reason}", SkippedVideoWarning, stacklevel=2)
+    if not videos:
+        raise InputError(f"none of the {len(skipped)} video(s) under '{d.source}' is usable "
+                         f"(first reason: {skipped[0][1]})")
+    length = round_up(len(videos) * d.clips_per_video, unit)
+    ds = VideoClips(spec, videos, length, tuple(d.backends))
+    summary = (f"{len(videos)} video(s) under '{d.source}', {len(skipped)} skipped, "
+               f"{length} clips per epoch")
+    return DataBundle(ds, ClipSampler(length, shuffle=True, seed=spec.seed), summary, skipped)
+
+
+def eval_batch(dataset: Dataset, size: int) -> dict[str, torch.Tensor]:
+    """A fixed held-out batch: keys with the reserved epoch :data:`EVAL_EPOCH`."""
+    items = [dataset[(EVAL_EPOCH, i * 7919 % len(dataset))] for i in range(size)]
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+

@@ -1,0 +1,165 @@
+"""The probe core: packed sources in, peak displacement and response strength out.
+
+:func:`probe` runs the Jacobian engine over the packed Gaussian-bump tangents of some sources,
+averages ``|response|`` (summed over channels) over a few random frame-1 masks, and reads each
+source's peak in its own window. :func:`grid_probe` does it for a regular grid of sources and
+returns dense fields. Everything here is at the model's resolution, in model pixels; the public
+functions of :mod:`probes.flow` convert from and to the user's pixels.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from cwm.errors import ConfigError
+from probes import fields, occlusion as occ
+from probes.jacobian import (DEFAULT_FD_EPS, FrameFunction, auto_chunk_size, bump_inside_fraction,
+                             gaussian_bumps, iter_responses, predicted_pixels, probe_masks)
+from probes.packing import Packing, check_max_flow, grid_sources, pack_grid, read_peaks, unpacked
+
+#: Default largest flow searched, as a fraction of the smaller input side. The synthetic suite's
+#: 99th-percentile flow (per axis) reaches 0.124 (64 px) and 0.116 (128 px) of the side.
+DEFAULT_MAX_FLOW_FRACTION = 0.12
+#: Frame-1 masks averaged per pair, with disjoint visible patches, so every target is predicted
+#: in at least one (see benchmarks/flow_speed.py for the measured trade-off).
+DEFAULT_NUM_MASKS = 2
+#: Fraction of frame-1 patches revealed in each mask (at least one), the CWM inference policy.
+DEFAULT_VISIBLE = 0.01
+#: Standard deviation of the Gaussian bump tangent, in model pixels.
+DEFAULT_SIGMA = 1.0
+#: The strength of a source's response is its sum within this many bump sigmas (at least one
+#: pixel) of the peak: the whole footprint, so it does not depend on where the peak falls
+#: between pixels (for a bilinear warp it is the fraction of the source that stays visible).
+MASS_RADIUS_SIGMAS = 2.0
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """Options of :func:`flow` and :func:`track` (see :func:`flow` for their meaning)."""
+
+    stride: int | None = None
+    max_flow: float | None = None
+    num_masks: int = DEFAULT_NUM_MASKS
+    visible: float = DEFAULT_VISIBLE
+    mode: str = "jvp"
+    occlusion_threshold: float = occ.DEFAULT_OCCLUSION_THRESHOLD
+    consistency: bool = False
+    sigma: float = DEFAULT_SIGMA
+    refine: str = "gaussian"
+    fill_occluded: bool = True
+    seed: int = 0
+    chunk_size: int | None = None
+    batching: str = "vmap"
+    fd_eps: float = DEFAULT_FD_EPS
+    fd_central: bool = False
+    pack: bool = True
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict) -> "ProbeOptions":
+        """Build from keyword arguments; unknown names raise ConfigError with a hint."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in kwargs:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, 1)
+                raise ConfigError(f"unknown flow option {key!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+        opts = cls(**kwargs)
+        occ.check_threshold(opts.occlusion_threshold)
+        if opts.max_flow is not None:
+            check_max_flow(opts.max_flow)
+        if not opts.sigma > 0:
+            raise ConfigError(f"sigma must be > 0 pixels (got {opts.sigma})")
+        if opts.consistency and opts.mode == "fd":
+            raise ConfigError("consistency needs the reverse pass: use mode 'jvp' or 'vjp', not 'fd'")
+        return opts
+
+
+class ProbeOutput(NamedTuple):
+    """What :func:`probe` measures, at model resolution."""
+
+    flow: torch.Tensor        # [N, B, 2] (dx, dy) from each source to its response peak
+    strength: torch.Tensor    # [N, B] |response| summed around the peak (per unit bump)
+    coverage: torch.Tensor | None  # [B, H, W] reverse mode: sum of all |J^T u| over frame 0
+
+
+def probe(predictor, frame0: torch.Tensor, frame1: torch.Tensor, packing: Packing, opts: ProbeOptions,
+          mode: str | None = None) -> ProbeOutput:
+    """Peak displacement and strength of every packed source.
+
+    Args:
+        frame0, frame1: ``[B, 3, H, W]`` at ``predictor.size``.
+        packing: sources and their tangents (points ``(x, y)`` in model pixels).
+        mode: "jvp"/"fd" (bumps on frame 0, peaks in the prediction: forward flow of the
+            sources) or "vjp" (bumps on the prediction, peaks in frame 0: backward flow of the
+            sources as frame-1 targets); default ``opts.mode``.
+    Returns:
+        :class:`ProbeOutput`. Each mask's response counts where that mask predicts the target
+        (elsewhere the prediction is frame 1's own pixels, which do not respond), so responses
+        are weighted by one over the number of masks predicting each target pixel.
+    """
+    mode = mode or opts.mode
+    b, k, size = frame0.shape[0], opts.num_masks, tuple(frame0.shape[-2:])
+    masks = probe_masks(b, predictor.num_frames, predictor.grid, k, opts.visible, opts.seed).to(frame0.device)
+    fn = FrameFunction(predictor, frame1.repeat_interleave(k, 0), masks)
+    count = predicted_pixels(masks, predictor.grid, predictor.patch_size).reshape(b, k, *size).sum(1)
+    inverse = 1.0 / count.to(frame0.dtype).clamp(min=1)  # (B, H, W)
+    centers, members, pack = torch.from_numpy(packing.sources), packing.members(), torch.from_numpy(packing.pack)
+    flows = torch.zeros(len(centers), b, 2, dtype=frame0.dtype)
+    strength = torch.zeros(len(centers), b, dtype=frame0.dtype)
+    coverage = torch.zeros(b, *size, dtype=frame0.dtype, device=frame0.device) if mode == "vjp" else None
+    cot_weight = inverse.repeat_interleave(k, 0)[:, None]  # (B*K, 1, H, W) on the prediction side
+
+    def build(start: int, stop: int) -> torch.Tensor:
+        bumps = gaussian_bumps(centers, members[start:stop], size, opts.sigma)[:, None]
+        return bumps * cot_weight.to(bumps.dtype).cpu() if mode == "vjp" else bumps
+
+    chunk = opts.chunk_size or auto_chunk_size(predictor)
+    for start, resp in iter_responses(fn, frame0.repeat_interleave(k, 0), packing.num_packs, build, mode,
+                                      chunk, opts.batching, opts.fd_eps, opts.fd_central):
+        n = resp.shape[0]
+        mag = resp.abs().sum(2).reshape(n, b, k, *size).sum(2)  # (n, B, H, W)
+        if mode == "vjp":
+            coverage += mag.sum(0)
+        else:
+            mag = mag * inverse
+        idx = torch.cat(members[start:start + n])
+        found = read_peaks(mag, pack[idx] - start, centers[idx], packing.max_flow, opts.refine,
+                           mass_radius=math.ceil(MASS_RADIUS_SIGMAS * opts.sigma))
+        flows[idx], strength[idx] = found.flow.cpu(), found.mass.cpu()
+    strength = strength / bump_inside_fraction(centers, size, opts.sigma).to(strength.dtype)[:, None]
+    return ProbeOutput(flows, strength, coverage)
+
+
+def grid_probe(predictor, f0: torch.Tensor, f1: torch.Tensor, stride: int, max_flow: float,
+               opts: ProbeOptions, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense field and visibility score at model resolution: ``[B, H, W, 2]`` and ``[B, H, W]``.
+
+    Sources sit on the :func:`probes.packing.grid_sources` grid of ``stride``. For "jvp"/"fd"
+    the field is the forward flow of frame 0 and the score the sources' normalised strength;
+    for "vjp" it is the backward flow of frame 1, and the score is the normalised coverage of
+    frame 0 (how much predicted content each frame-0 pixel supplies, smoothed over a stride).
+    Sources whose strength is below the occlusion threshold get their neighbours' flow when
+    ``opts.fill_occluded``. Scores are about 1 where visible and 0 where occluded.
+    """
+    size = tuple(f0.shape[-2:])
+    _, (gh, gw) = grid_sources(size, stride)
+    packing = pack_grid((gh, gw), stride, max_flow) if opts.pack else unpacked(grid_sources(size, stride)[0], max_flow)
+    out = probe(predictor, f0, f1, packing, opts, mode)
+    b = f0.shape[0]
+    flow = out.flow.permute(1, 0, 2).reshape(b, gh, gw, 2)
+    score = occ.normalised_scores(out.strength).T.reshape(b, gh, gw)
+    if opts.fill_occluded:
+        flow = fields.fill_holes(flow, score >= opts.occlusion_threshold)
+    dense = fields.upsample_grid(torch.cat([flow, score[..., None]], -1), stride)
+    if mode != "vjp":
+        return dense[..., :2], dense[..., 2]
+    cover = out.coverage.cpu()[:, None]
+    if stride > 1:  # targets sit a stride apart: spread their deposits over a stride
+        cover = F.avg_pool2d(cover, 2 * (stride // 2) + 1, 1, stride // 2, count_include_pad=False)
+    cover = cover[:, 0]
+    return dense[..., :2], cover / cover.flatten(1).median(1).values.clamp(min=1e-12)[:, None, None]

@@ -1,0 +1,186 @@
+"""Optical flow, occlusion and point tracking as Jacobian counterfactuals (DESIGN.md §4).
+
+A small Gaussian bump on frame 0 at a source ``p`` changes the predicted frame 1 most at
+``p + flow(p)``. The probe puts bumps on a grid of sources, packs sources that cannot confuse
+each other into one tangent (:mod:`probes.packing`), computes all responses with the Jacobian
+engine (:mod:`probes.jacobian`), averages ``|response|`` summed over channels over a few random
+frame-1 masks, and reads each source's peak in its own window with sub-pixel refinement. A weak
+peak means ``p`` is occluded in frame 1 (:mod:`probes.occlusion`).
+
+>>> result = flow(predictor, frame0, frame1)        # uint8 [H, W, 3] RGB in, FlowResult out
+>>> result.flow.shape, result.occlusion.shape        # ((H, W, 2), (H, W)) at the input size
+>>> tracks = track(predictor, frame0, frame1, [(40, 30), (12, 50)])
+
+``predictor`` is anything with the probe attributes of :class:`cwm.predictor.CWMPredictor`
+(``predict_fn``, ``size``, ``patch_size``, ``grid``, ``num_frames``, ``device``). Inputs are
+resized to ``predictor.size``; flows, points and ``max_flow`` are in the input's pixels.
+Batched inputs (``[B, H, W, 3]`` or ``[B, 3, H, W]``) give a list of results, one per pair.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from cwm.errors import ConfigError, InputError
+from cwm.frames import Batch, check_points, resize, scale_points, to_tensor_pair
+from probes import fields, occlusion as occ
+from probes.core import DEFAULT_MAX_FLOW_FRACTION, ProbeOptions, grid_probe, probe
+from probes.packing import check_max_flow, pack_points, unpacked
+from probes.results import FlowResult, TrackResult
+
+
+def _pair(predictor, frame0, frame1) -> tuple[torch.Tensor, torch.Tensor, Batch]:
+    """Validated frames at the model's size ``[B, 3, h, w]`` on its device, and the input layout."""
+    for name, frame in (("frame0", frame0), ("frame1", frame1)):
+        if isinstance(frame, np.ndarray) and frame.dtype.kind == "f" and not np.isfinite(frame).all():
+            raise InputError(f"{name}: contains NaN or inf values")
+    f0, f1, batch = to_tensor_pair(frame0, frame1)
+    size = tuple(predictor.size)
+    dtype = f0.dtype if f0.dtype == torch.float64 else torch.float32
+    return (resize(f0, size).to(predictor.device, dtype), resize(f1, size).to(predictor.device, dtype), batch)
+
+
+def _model_max_flow(max_flow: float | None, user: tuple[int, int], model: tuple[int, int]) -> float:
+    """``max_flow`` in model pixels (the larger axis scale, to stay conservative)."""
+    if max_flow is None:
+        max_flow = DEFAULT_MAX_FLOW_FRACTION * min(user)
+    return check_max_flow(max_flow) * max(model[0] / user[0], model[1] / user[1])
+
+
+def _leaves_frame(flow: torch.Tensor) -> torch.Tensor:
+    """``[B, H, W]`` True where ``x + flow(x)`` is outside the frame (the pixel edges, as in
+    :mod:`cwm.synthetic`): such points are occluded in frame 1."""
+    h, w = flow.shape[1:3]
+    xs, ys = fields.pixel_grid((h, w), flow.dtype, flow.device)
+    ex, ey = xs + flow[..., 0], ys + flow[..., 1]
+    return (ex < -0.5) | (ex >= w - 0.5) | (ey < -0.5) | (ey >= h - 0.5)
+
+
+def _model_flow(predictor, f0: torch.Tensor, f1: torch.Tensor, stride: int, max_flow: float,
+                opts: ProbeOptions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Forward flow ``[B, H, W, 2]``, confidence and occlusion ``[B, H, W]`` at model resolution."""
+    if opts.mode == "vjp":
+        back, score = grid_probe(predictor, f0, f1, stride, max_flow, opts, "vjp")
+        forward = fields.invert_flow(back)
+    else:
+        forward, score = grid_probe(predictor, f0, f1, stride, max_flow, opts, opts.mode)
+    occluded = (score < opts.occlusion_threshold) | _leaves_frame(forward)
+    if opts.consistency:  # the other direction, by the other autograd mode
+        if opts.mode == "vjp":
+            forward_jvp, _ = grid_probe(predictor, f0, f1, stride, max_flow, opts, "jvp")
+        else:
+            forward_jvp = forward
+            back, _ = grid_probe(predictor, f0, f1, stride, max_flow, opts, "vjp")
+        for i in range(forward.shape[0]):
+            fb = occ.consistency_occlusion(forward_jvp[i].float().numpy(), back[i].float().numpy())
+            occluded[i] |= torch.from_numpy(fb)
+    return forward, score.clamp(0, 1), occluded
+
+
+def flow(predictor, frame0, frame1, **options) -> FlowResult | list[FlowResult]:
+    """Dense forward optical flow and occlusion of frame 0 by Jacobian counterfactuals.
+
+    Args:
+        predictor: a :class:`cwm.predictor.CWMPredictor` or any object with its probe attributes.
+        frame0, frame1: images of the same size (see :mod:`cwm.frames`); batches allowed.
+        stride: source spacing in model pixels (must divide the model size); default the patch
+            size (one source per patch, upsampled bilinearly); 1 gives per-pixel sources.
+        max_flow: largest displacement searched, per axis, in input pixels; default
+            :data:`DEFAULT_MAX_FLOW_FRACTION` of the smaller side. Sources more than
+            ``2 * max_flow`` apart share a tangent, so this sets the cost.
+        num_masks, visible: frame-1 masks averaged (:data:`DEFAULT_NUM_MASKS`) and the fraction
+            of patches each reveals (:data:`DEFAULT_VISIBLE`).
+        mode: "jvp" (forward mode, default), "vjp" (reverse mode: backward flow of frame 1,
+            inverted; occlusion by coverage) or "fd" (finite differences, no autograd needed).
+        occlusion_threshold: occluded where peak / typical peak is below it
+            (:data:`probes.occlusion.DEFAULT_OCCLUSION_THRESHOLD`).
+        consistency: also mark pixels that fail the forward-backward check (costs the other pass).
+        sigma: bump standard deviation in model pixels (:data:`DEFAULT_SIGMA`).
+        refine: sub-pixel peak fit, "gaussian" (default), "quadratic", "centroid" or "none".
+        fill_occluded: give occluded sources their neighbours' flow (default True).
+        seed: seed of the random masks.
+        chunk_size: most tangents x batch items per engine call, which bounds memory; default
+            :func:`probes.jacobian.auto_chunk_size` (from the model's token count).
+        batching: "vmap" (default) or "batch", how forward-mode tangents are batched.
+        fd_eps, fd_central: finite-difference step and central differences (mode "fd").
+        pack: share tangents between distant sources (default True; False runs one source per
+            tangent, the unpacked baseline).
+    Returns:
+        A :class:`probes.results.FlowResult` at the input size, or a list of them for a batch.
+    Raises:
+        InputError: frames of different sizes, NaN or inf values, unreadable inputs.
+        ConfigError: bad options (``max_flow <= 0``, unknown names, out-of-range values).
+    """
+    opts = ProbeOptions.from_kwargs(options)
+    f0, f1, batch = _pair(predictor, frame0, frame1)
+    model = tuple(predictor.size)
+    stride = opts.stride or predictor.patch_size
+    max_flow = _model_max_flow(opts.max_flow, batch.size, model)
+    forward, confidence, occluded = _model_flow(predictor, f0, f1, stride, max_flow, opts)
+    forward = fields.resize_flow(forward.float().cpu(), batch.size)
+    confidence = fields.resize_scalar(confidence.float().cpu(), batch.size)
+    occluded = fields.resize_scalar(occluded.float().cpu(), batch.size) >= 0.5
+    results = [FlowResult(forward[i].numpy(), occluded[i].numpy(), confidence[i].numpy())
+               for i in range(forward.shape[0])]
+    return results if batch.batched else results[0]
+
+
+def _reference_points(size: tuple[int, int], max_flow: float) -> np.ndarray:
+    """One tangent's worth of lattice points (spacing just over ``2 * max_flow``), whose peaks
+    give the typical response that normalises the query points' scores."""
+    step = int(np.floor(2 * max_flow)) + 1
+    ys, xs = np.meshgrid(np.arange(step // 2, size[0], step), np.arange(step // 2, size[1], step), indexing="ij")
+    return np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
+
+
+def track(predictor, frame0, frame1, points, reference: bool = True, **options) -> TrackResult | list[TrackResult]:
+    """Where query points of frame 0 are in frame 1 (sparse flow), and whether they stay visible.
+
+    Args:
+        predictor, frame0, frame1: as for :func:`flow`.
+        points: ``[N, 2]`` query points ``(x, y)`` in input pixels, the same for every pair.
+        reference: add one tangent of lattice points whose median strength is the typical
+            response (otherwise the median over the query points is used, which needs most of
+            them visible).
+        **options: as for :func:`flow`; ``mode`` is "jvp" or "fd" (``stride``,
+            ``fill_occluded`` and ``consistency`` do not apply).
+    Returns:
+        A :class:`probes.results.TrackResult`, or a list of them for a batch. A point is not
+        visible when its strength is below ``occlusion_threshold`` or its track leaves the frame.
+    """
+    opts = ProbeOptions.from_kwargs(options)
+    if opts.mode == "vjp":
+        raise ConfigError("track follows points forwards: use mode 'jvp' or 'fd'")
+    f0, f1, batch = _pair(predictor, frame0, frame1)
+    model = tuple(predictor.size)
+    pts = check_points(points, batch.size)
+    if len(pts) == 0:
+        raise InputError("points: need at least one (x, y) point")
+    max_flow = _model_max_flow(opts.max_flow, batch.size, model)
+    query = scale_points(pts, batch.size, model)
+    refs = _reference_points(model, max_flow) if reference else np.zeros((0, 2))
+    sources = np.concatenate([refs, query])
+    packing = pack_points(sources, max_flow) if opts.pack else unpacked(sources, max_flow)
+    found = probe(predictor, f0, f1, packing, opts)
+    typical = found.strength[: len(refs)] if reference else found.strength[len(refs):]
+    score = found.strength[len(refs):] / typical.median(0, keepdim=True).values.clamp(min=1e-12)  # (N, B)
+    results = []
+    for i in range(f0.shape[0]):
+        moved = query + found.flow[len(refs):, i].double().numpy()
+        h, w = model
+        inside = (moved[:, 0] >= -0.5) & (moved[:, 0] < w - 0.5) & (moved[:, 1] >= -0.5) & (moved[:, 1] < h - 0.5)
+        visible = (score[:, i] >= opts.occlusion_threshold).numpy() & inside
+        results.append(TrackResult(pts.astype(np.float32), scale_points(moved, model, batch.size).astype(np.float32),
+                                   visible, score[:, i].clamp(0, 1).float().numpy()))
+    return results if batch.batched else results[0]
+
+
+def flow_method(predictor, **options) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``(frame0, frame1) -> flow [H, W, 2]`` of :func:`flow` with ``options``, in the form
+    :func:`cwm.evaluation.run_flow_suite` expects (occlusion: :func:`probes.occlusion.occlusion_method`)."""
+    def method(frame0: np.ndarray, frame1: np.ndarray) -> np.ndarray:
+        return flow(predictor, frame0, frame1, **options).flow
+
+    return method

@@ -1,0 +1,237 @@
+"""The Jacobian engine: how the predicted last frame responds to tangents on frame 0 (DESIGN.md §4).
+
+Let ``F(frame0)`` be the predicted last frame, with frame 1's visible patches and the mask held
+fixed (:class:`FrameFunction`). The engine computes, for many tangents at once:
+
+- **forward mode** (``"jvp"``): ``J v`` for tangents ``v`` on frame 0, one ``torch.func.jvp``
+  per chunk, the tangents batched through ``vmap`` (the primal pass is shared) or along the
+  batch dimension;
+- **reverse mode** (``"vjp"``): ``J^T u`` for cotangents ``u`` on the predicted frame, one
+  forward pass for all chunks and the cotangents batched through ``vmap``;
+- **finite differences** (``"fd"``): ``(F(x + eps v) - F(x)) / eps`` (or the central
+  difference), plain forward passes, for checks and for models autograd cannot see through.
+
+All three return response maps ``[P, B, 3, H, W]`` for ``P`` tangents on a batch of ``B``
+frames. Work is cut into chunks of at most ``chunk_size`` tangent items (tangents times batch)
+to bound memory. The engine only needs an object with the predictor's probe attributes
+(``predict_fn``, ``size``, ``patch_size``, ``grid``, ``num_frames``, ``device``), so analytic
+oracles (:mod:`probes.oracles`) stand in for a network in tests.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+
+from cwm.errors import ConfigError
+from cwm.masking import last_frame_mask
+from cwm.model import math_attention
+
+#: Automatic chunking: tangent items per engine call = (AUTO_CHUNK_TOKENS / tokens)^2, between 1
+#: and MAX_AUTO_CHUNK, for a model of ``tokens = num_frames * h * w`` tokens. Attention scores grow
+#: with tokens^2; for the ViT-B/8 shape at 224 x 224 (1568 tokens, about 0.5 GB per item in
+#: forward mode on CPU) this gives 4 items per call (benchmarks/flow_speed.py --memory).
+AUTO_CHUNK_TOKENS = 3200
+MAX_AUTO_CHUNK = 64
+#: Step of the finite-difference mode, in intensity units of [0, 1] images times the tangent.
+DEFAULT_FD_EPS = 1e-2
+MODES = ("jvp", "vjp", "fd")
+BATCHING = ("vmap", "batch")
+
+TangentBuilder = Callable[[int, int], torch.Tensor]
+
+
+class FrameFunction:
+    """The predicted last frame as a differentiable function of frame 0.
+
+    ``fn(frame0 [B, 3, H, W]) -> [B, 3, H, W]``: every context frame (0..T-2) receives ``frame0``,
+    so a perturbation of frame 0 perturbs all of them together, as a repeated-frame model expects.
+
+    Args:
+        predictor: anything with ``predict_fn(video [B, 3, T, H, W], mask [B, T*h*w])`` and
+            ``num_frames``.
+        frame1: ``[B, 3, H, W]`` the last frame (its visible patches are the only part used).
+        mask: ``[B, T*h*w]`` bool, True = masked (predicted).
+    """
+
+    def __init__(self, predictor, frame1: torch.Tensor, mask: torch.Tensor):
+        self.predictor, self.frame1, self.mask = predictor, frame1, mask
+
+    def __call__(self, frame0: torch.Tensor) -> torch.Tensor:
+        frames = [frame0] * (self.predictor.num_frames - 1) + [self.frame1.to(frame0.dtype)]
+        return self.predictor.predict_fn(torch.stack(frames, dim=2), self.mask)
+
+    def tile(self, n: int) -> "FrameFunction":
+        """The same function on ``n`` stacked copies of the batch (``[n*B, ...]``, copy-major)."""
+        if n == 1:
+            return self
+        return FrameFunction(self.predictor, self.frame1.repeat(n, 1, 1, 1), self.mask.repeat(n, 1))
+
+
+def auto_chunk_size(predictor) -> int:
+    """Tangent items per engine call for ``predictor`` (see :data:`AUTO_CHUNK_TOKENS`)."""
+    tokens = predictor.num_frames * predictor.grid[0] * predictor.grid[1]
+    return int(min(MAX_AUTO_CHUNK, max(1, (AUTO_CHUNK_TOKENS / tokens) ** 2)))
+
+
+def probe_masks(batch: int, num_frames: int, grid: tuple[int, int], num_masks: int, visible: float,
+                seed: int = 0) -> torch.Tensor:
+    """``num_masks`` frame-1 masks per pair, their visible patches disjoint where there is room.
+
+    Disjoint visible sets mean every patch is predicted (carries a response) in at least
+    ``num_masks - 1`` of them. Returns bool ``[batch * num_masks, T*h*w]`` (pair-major), True =
+    masked; each mask reveals ``max(1, round(visible * h*w))`` last-frame patches.
+    """
+    if num_masks < 1:
+        raise ConfigError(f"num_masks must be >= 1 (got {num_masks})")
+    if not 0.0 < visible < 1.0:
+        raise ConfigError(f"visible must be in (0, 1) (got {visible})")
+    n = grid[0] * grid[1]
+    count = max(1, round(visible * n))
+    g = torch.Generator().manual_seed(int(seed))
+    last = torch.ones(batch * num_masks, n, dtype=torch.bool)
+    for b in range(batch):
+        order = torch.randperm(n, generator=g)
+        for k in range(num_masks):
+            idx = order[(torch.arange(count) + k * count) % n]
+            last[b * num_masks + k, idx] = False
+    return last_frame_mask(last, num_frames)
+
+
+def predicted_pixels(mask: torch.Tensor, grid: tuple[int, int], patch_size: int) -> torch.Tensor:
+    """Pixels whose prediction depends on frame 0: ``[B, H, W]`` bool from a mask ``[B, T*h*w]``."""
+    h, w = grid
+    last = mask[:, -h * w:].reshape(-1, h, w)
+    return last.repeat_interleave(patch_size, 1).repeat_interleave(patch_size, 2)
+
+
+def gaussian_bumps(centers: torch.Tensor, members: list[torch.Tensor], size: tuple[int, int],
+                   sigma: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Tangents made of Gaussian bumps: ``[len(members), 3, H, W]``, the same in all channels.
+
+    Args:
+        centers: ``[N, 2]`` bump centres ``(x, y)`` in pixels (pixel centres at integers).
+        members: for each tangent, the indices of the centres it holds.
+        size: ``(H, W)``.
+        sigma: bump standard deviation in pixels; the peak value is 1.
+    """
+    h, w = size
+    used = torch.cat(members)
+    local = torch.empty(int(used.max()) + 1, dtype=torch.long)
+    local[used] = torch.arange(len(used))  # only the centres in use get their profiles computed
+    c = centers[used].to(torch.float64)
+    gx = torch.exp(-0.5 * ((torch.arange(w, dtype=torch.float64)[None] - c[:, :1]) / sigma) ** 2)
+    gy = torch.exp(-0.5 * ((torch.arange(h, dtype=torch.float64)[None] - c[:, 1:]) / sigma) ** 2)
+    # A sum of separable bumps: gy[idx]^T @ gx[idx] adds the outer products of the members.
+    maps = torch.stack([gy[local[idx]].T @ gx[local[idx]] for idx in members])  # (P, H, W)
+    return maps.to(dtype)[:, None].expand(-1, 3, -1, -1)
+
+
+def bump_inside_fraction(centers: torch.Tensor, size: tuple[int, int], sigma: float) -> torch.Tensor:
+    """``[N]`` the fraction of each bump of :func:`gaussian_bumps` that lies inside the image
+    (bumps near the border are cut off, and their responses are weaker by this factor)."""
+    h, w = size
+    centers = centers.to(torch.float64)
+    reach = math.ceil(6 * sigma)
+
+    def fraction(c: torch.Tensor, n: int) -> torch.Tensor:
+        grid = torch.arange(-reach, n + reach, dtype=torch.float64)[None]
+        g = torch.exp(-0.5 * ((grid - c[:, None]) / sigma) ** 2)
+        inside = (grid >= 0) & (grid < n)
+        return (g * inside).sum(1) / g.sum(1)
+
+    return fraction(centers[:, 0], w) * fraction(centers[:, 1], h)
+
+
+def _jvp_chunk(fn: FrameFunction, primal: torch.Tensor, tangents: torch.Tensor, batching: str) -> torch.Tensor:
+    """``J v`` for tangents ``[n, B, 3, H, W]`` -> ``[n, B, 3, H, W]``."""
+    if batching == "vmap":
+        # Unbatched primal under vmap: the primal pass runs once, only tangents are batched.
+        return torch.func.vmap(lambda t: torch.func.jvp(fn, (primal,), (t,))[1])(tangents)
+    n = tangents.shape[0]
+    x = primal.repeat(n, 1, 1, 1)
+    out = torch.func.jvp(fn.tile(n), (x,), (tangents.reshape(x.shape),))[1]
+    return out.reshape(tangents.shape)
+
+
+def _fd_chunk(fn: FrameFunction, primal: torch.Tensor, base: torch.Tensor | None, tangents: torch.Tensor,
+              eps: float) -> torch.Tensor:
+    """Finite differences; ``base`` is ``F(primal)`` (one-sided) or None (central)."""
+    n = tangents.shape[0]
+    step = eps * tangents.reshape(-1, *primal.shape[1:])
+    x = primal.repeat(n, 1, 1, 1)
+    tiled = fn.tile(n)
+    if base is None:
+        diff = (tiled(x + step) - tiled(x - step)) / (2 * eps)
+    else:
+        diff = (tiled(x + step) - base.repeat(n, 1, 1, 1)) / eps
+    return diff.reshape(tangents.shape)
+
+
+def iter_responses(fn: FrameFunction, primal: torch.Tensor, count: int, build: TangentBuilder,
+                   mode: str = "jvp", chunk_size: int = MAX_AUTO_CHUNK, batching: str = "vmap",
+                   fd_eps: float = DEFAULT_FD_EPS, fd_central: bool = False
+                   ) -> Iterator[tuple[int, torch.Tensor]]:
+    """Response maps for ``count`` tangents, chunk by chunk.
+
+    Args:
+        fn: the function of frame 0 (:class:`FrameFunction`).
+        primal: ``[B, 3, H, W]`` frame 0.
+        count: number of tangents ``P``.
+        build: ``build(start, stop)`` -> tangents ``[stop - start, B or 1, 3, H, W]`` (on frame 0
+            for "jvp"/"fd"; cotangents on the predicted frame for "vjp"). Built lazily so that
+            only one chunk of tangents is in memory.
+        mode: "jvp", "vjp" or "fd".
+        chunk_size: most tangent items (tangents x B) per call.
+        batching: "vmap" (tangents batched by ``torch.func.vmap``) or "batch" (primal repeated
+            along the batch dimension); "fd" always uses the batch dimension.
+        fd_eps, fd_central: finite-difference step and whether to use central differences.
+    Yields:
+        ``(start, responses [n, B, 3, H, W])`` for consecutive chunks.
+    """
+    _check_engine_args(mode, batching, chunk_size, fd_eps)
+    b = primal.shape[0]
+    per_call = max(1, chunk_size // b)
+    with math_attention():
+        if mode == "vjp":
+            _, vjp_fn = torch.func.vjp(fn, primal)  # one forward pass serves every chunk
+        base = None
+        if mode == "fd" and not fd_central:
+            with torch.no_grad():
+                base = fn(primal)
+        for start in range(0, count, per_call):
+            stop = min(count, start + per_call)
+            tangents = build(start, stop).to(primal.device, primal.dtype).expand(-1, b, -1, -1, -1).contiguous()
+            if mode == "jvp":
+                out = _jvp_chunk(fn, primal, tangents, batching)
+            elif mode == "vjp":
+                out = torch.func.vmap(vjp_fn)(tangents)[0]
+            else:
+                with torch.no_grad():
+                    out = _fd_chunk(fn, primal, base, tangents, fd_eps)
+            yield start, out.detach()
+
+
+def responses(fn: FrameFunction, primal: torch.Tensor, tangents: torch.Tensor, mode: str = "jvp",
+              **kwargs) -> torch.Tensor:
+    """All response maps at once: tangents ``[P, B or 1, 3, H, W]`` -> ``[P, B, 3, H, W]``.
+
+    Keyword arguments are those of :func:`iter_responses`.
+    """
+    if tangents.ndim == 4:
+        tangents = tangents[:, None]
+    chunks = [r for _, r in iter_responses(fn, primal, tangents.shape[0],
+                                           lambda i, j: tangents[i:j], mode, **kwargs)]
+    return torch.cat(chunks)
+
+
+def _check_engine_args(mode: str, batching: str, chunk_size: int, fd_eps: float) -> None:
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
+    if batching not in BATCHING:
+        raise ConfigError(f"batching must be one of {', '.join(BATCHING)} (got {batching!r})")
+    if chunk_size < 1:
+        raise ConfigError(f"chunk_size must be >= 1 (got {chunk_size})")
+    if not fd_eps > 0:
+        raise ConfigError(f"fd_eps must be > 0 (got {fd_eps})")

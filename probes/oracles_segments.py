@@ -1,0 +1,187 @@
+"""Analytic oracle predictors for the segment and depth probes (exact answers, no training).
+
+Each oracle has the probe attributes of :class:`cwm.predictor.CWMPredictor` (``predict_fn``,
+``size``, ``patch_size``, ``grid``, ``num_frames``, ``device``), so every probe runs on it
+unchanged, and each is differentiable in both frames with forward- and reverse-mode autograd
+(no ``grid_sample``, which has no forward-mode rule).
+
+- :class:`RigidObjectsOracle` knows frame 0's instance map. It reads each revealed frame-1 patch as
+  evidence of where that patch came from (best integer match in frame 0, refined by one
+  differentiable Lucas-Kanade step), gives each object the mean displacement of its evidence
+  (no evidence: static), and renders frame 1 by moving every object rigidly. A poke at any pixel
+  of object k therefore moves exactly object k, including all its disconnected parts.
+- :class:`SplatOracle` moves every pixel of frame 0 by a known flow (forward bilinear splatting):
+  with a stereo flow ``(-c / depth, 0)`` its disparity is proportional to inverse depth.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cwm.masking import patchify, unpatchify
+
+
+def shift_image(img: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """``img [B, C, H, W]`` moved by ``d [B, 2]`` = ``(dx, dy)`` pixels: ``out(x) = img(x - d)``.
+
+    Separable Catmull-Rom (cubic convolution) interpolation, border-replicated, as two banded
+    matrix products, so that it is differentiable in ``img`` and ``d`` in forward mode too. At
+    whole-pixel shifts its derivative in ``d`` is minus the central-difference gradient of the
+    shifted image, the gradient the probes read motion with (bilinear would be one-sided).
+    """
+    rows = _shift_matrix(d[:, 1], img.shape[2], img.dtype)  # (B, H, H)
+    cols = _shift_matrix(d[:, 0], img.shape[3], img.dtype)  # (B, W, W)
+    return rows[:, None] @ img @ cols[:, None].transpose(-1, -2)
+
+
+def _shift_matrix(shift: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """``[B, n, n]``: row i holds the Catmull-Rom weights of the source pixels of output ``i``."""
+    pos = torch.arange(n, dtype=dtype, device=shift.device)[None] - shift.to(dtype)[:, None]  # (B, n)
+    base = pos.detach().floor()
+    t = pos - base
+    weights = torch.stack([(-t ** 3 + 2 * t ** 2 - t) / 2, (3 * t ** 3 - 5 * t ** 2 + 2) / 2,
+                           (-3 * t ** 3 + 4 * t ** 2 + t) / 2, (t ** 3 - t ** 2) / 2], -1)  # (B, n, 4)
+    idx = (base.long()[..., None] + torch.arange(-1, 3, device=shift.device)).clamp(0, n - 1)
+    return torch.zeros(*pos.shape, n, dtype=dtype, device=shift.device).scatter_add(2, idx, weights)
+
+
+class _OracleBase:
+    """Shared probe attributes: model size = the instance/flow map's size."""
+
+    num_frames = 2
+
+    def __init__(self, size: tuple[int, int], patch_size: int, device: str | torch.device = "cpu"):
+        h, w = size
+        if h % patch_size or w % patch_size:
+            raise ValueError(f"oracle size {size} must be divisible by patch_size {patch_size}")
+        self.size = (h, w)
+        self.patch_size = patch_size
+        self.grid = (h // patch_size, w // patch_size)
+        self.device = torch.device(device)
+
+
+class RigidObjectsOracle(_OracleBase):
+    """Moves whole objects rigidly by the displacement their revealed frame-1 patches show.
+
+    Args:
+        instances: ``[H, W]`` int ids of frame 0 at the oracle's size (0 = background, which is
+            one more rigid object).
+        patch_size: patch side; ``H`` and ``W`` must be multiples.
+        max_disp: largest displacement searched per axis, in pixels.
+        match_tol: a revealed patch counts as evidence only if its best match's mean squared
+            error (RGB in [0, 1]) is below this; patches that straddle differently moving
+            objects, or show the uniform fill of a vacated area, match nothing and are ignored.
+    Vacated areas are filled with frame 0's mean colour. Objects drawn later cover earlier ones:
+    static objects first, then moving ones, each in ascending id.
+    """
+
+    def __init__(self, instances: np.ndarray, patch_size: int = 4, max_disp: int = 8,
+                 match_tol: float = 1e-4, device: str | torch.device = "cpu"):
+        inst = np.asarray(instances)
+        super().__init__(inst.shape, patch_size, device)
+        self.ids = np.unique(inst)
+        self.index = torch.from_numpy(np.searchsorted(self.ids, inst)).long().to(self.device)
+        self.max_disp, self.match_tol = int(max_disp), float(match_tol)
+
+    def predict_fn(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``video [B, 3, T, H, W]``, ``mask [B, T*h*w]`` (True = masked) -> ``[B, 3, H, W]``."""
+        f0, f1 = video[:, :, 0], video[:, :, -1]
+        b, k = f0.shape[0], len(self.ids)
+        n = self.grid[0] * self.grid[1]
+        item, patch = torch.nonzero(~mask[:, -n:].to(f0.device), as_tuple=True)
+        disp = f0.new_zeros(b * k, 2)
+        if len(item):
+            d, obj, ok = self._evidence(f0, f1, item, patch)
+            slot = (item * k + obj)[ok]
+            total = f0.new_zeros(b * k, 2).index_add(0, slot, d[ok])
+            count = f0.new_zeros(b * k).index_add(0, slot, torch.ones_like(slot, dtype=f0.dtype))
+            disp = total / count.clamp(min=1)[:, None]
+        return self._render(f0, disp.reshape(b, k, 2))
+
+    def _render(self, f0: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
+        """Frame 0 with object ``o`` moved by ``disp[:, o]`` (``[B, K, 2]``), z-ordered (see class doc)."""
+        b, k = disp.shape[:2]
+        pred = f0.detach().mean(dim=(2, 3), keepdim=True).expand_as(f0)  # fill of vacated areas
+        zbuf = torch.full((b, 1, *self.size), -1.0, device=f0.device)
+        moving = (disp.detach().norm(dim=2) > 1e-6).float()  # (B, K)
+        for o in range(k):
+            here = (self.index == o).float()[None, None].expand(b, 1, -1, -1)
+            cover = shift_image(here, torch.round(disp[:, o].detach())) > 0.5  # (B, 1, H, W)
+            z = (moving[:, o] * k + o).view(b, 1, 1, 1)
+            on_top = cover & (z > zbuf)
+            pred = torch.where(on_top, shift_image(f0, disp[:, o]), pred)
+            zbuf = torch.where(on_top, z.expand_as(zbuf), zbuf)
+        return pred
+
+    def _evidence(self, f0: torch.Tensor, f1: torch.Tensor, item: torch.Tensor, patch: torch.Tensor):
+        """Per revealed patch ``(item, patch)``: displacement ``[V, 2]``, object ``[V]``, trusted ``[V]``."""
+        p, r, gw = self.patch_size, self.max_disp, self.grid[1]
+        pad0 = F.pad(f0, (r,) * 4, mode="replicate")  # (B, 3, H+2r, W+2r)
+        target = patchify(f1, p)[item, patch]  # (V, p*p*3), (row, col, channel) order
+        top, left = patch // gw * p, patch % gw * p  # search-window origins in padded coordinates
+        span = torch.arange(p + 2 * r, device=f0.device)
+        v = len(item)
+        region = pad0.detach()[item[:, None, None], :, (top[:, None] + span)[:, :, None],
+                                (left[:, None] + span)[:, None, :]].permute(0, 3, 1, 2)  # (V, 3, p+2r, p+2r)
+        kernel = unpatchify(target.detach()[:, None], p, (1, 1))  # (V, 3, p, p)
+        # Mean squared error against every window, as sum(S^2) - 2 sum(S T) + sum(T^2): one grouped conv.
+        cross = F.conv2d(region.reshape(1, v * 3, *region.shape[2:]), kernel, groups=v)[0]  # (V, 2r+1, 2r+1)
+        energy = F.avg_pool2d(region.square().sum(1, keepdim=True), p, 1)[:, 0] * p * p
+        errors = (energy - 2 * cross + kernel.square().sum(dim=(1, 2, 3))[:, None, None]) / (3 * p * p)
+        best_err, best = errors.reshape(v, -1).min(dim=1)
+        oy, ox = best // (2 * r + 1), best % (2 * r + 1)
+        d_int = torch.stack([r - ox, r - oy], 1).to(f0.dtype)  # source box = patch box - d
+        # One Lucas-Kanade step from the integer match: zero at an exact match, but it makes the
+        # displacement (and so the prediction) differentiable in the revealed pixels.
+        local = torch.arange(p, device=f0.device)
+        src_rows = (top + oy)[:, None, None] + local[None, :, None]  # (V, p, 1)
+        src_cols = (left + ox)[:, None, None] + local[None, None, :]  # (V, 1, p)
+        gy, gx = torch.gradient(pad0, dim=(2, 3))
+
+        def take(t: torch.Tensor) -> torch.Tensor:  # (B, C, Hp, Wp) -> (V, p*p*C), (row, col, ch)
+            return t[item[:, None, None], :, src_rows, src_cols].reshape(len(item), -1)
+
+        src = take(pad0)
+        grad = torch.stack([take(gx), take(gy)], -1)  # (V, p*p*3, 2)
+        gtg = grad.mT @ grad + 1e-6 * torch.eye(2, dtype=f0.dtype, device=f0.device)
+        step = -torch.linalg.solve(gtg, grad.mT @ (target - src)[..., None])[..., 0]
+        inst = F.pad(self.index[None, None].float(), (r,) * 4, mode="replicate")[0, 0].long()
+        votes = F.one_hot(inst[src_rows, src_cols].reshape(len(item), -1), len(self.ids)).sum(1)
+        return d_int + step, votes.argmax(1), best_err < self.match_tol
+
+
+class SplatOracle(_OracleBase):
+    """Frame 1 = frame 0 with every pixel moved by a known flow (forward bilinear splatting).
+
+    The prediction is linear in frame 0 and ignores frame 1, so the response to a bump at ``q``
+    peaks exactly at ``q + flow(q)``: the flow probes read the given flow back.
+
+    Args:
+        flow: ``[H, W, 2]`` float ``(dx, dy)`` at the oracle's size.
+    """
+
+    def __init__(self, flow: np.ndarray, patch_size: int = 4, device: str | torch.device = "cpu"):
+        flow = np.asarray(flow, dtype=np.float32)
+        super().__init__(flow.shape[:2], patch_size, device)
+        h, w = self.size
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        tx, ty = xs + flow[..., 0], ys + flow[..., 1]
+        x0, y0 = np.floor(tx), np.floor(ty)
+        idx, wts = [], []
+        for ox, oy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            xi, yi = x0 + ox, y0 + oy
+            wt = (1 - np.abs(tx - xi)) * (1 - np.abs(ty - yi))
+            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+            idx.append(np.where(inside, yi * w + xi, 0).astype(np.int64).ravel())
+            wts.append(np.where(inside, wt, 0).astype(np.float32).ravel())
+        self._idx = torch.from_numpy(np.concatenate(idx)).to(self.device)
+        self._wts = torch.from_numpy(np.concatenate(wts)).to(self.device)
+
+    def predict_fn(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``video [B, 3, T, H, W]`` -> frame 0 splatted along the flow ``[B, 3, H, W]``."""
+        f0 = video[:, :, 0]
+        b, c, h, w = f0.shape
+        src = f0.reshape(b, c, h * w).repeat(1, 1, 4) * self._wts.to(f0.dtype)
+        out = f0.new_zeros(b, c, h * w).index_add(2, self._idx, src)
+        return out.reshape(b, c, h, w)

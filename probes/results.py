@@ -1,0 +1,119 @@
+"""Typed results of the flow and tracking probes: arrays in the user's pixels, plus save and draw."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cwm.errors import InputError
+
+
+def _check_image(image, size: tuple[int, int], name: str) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[:2] != tuple(size) or image.shape[2] != 3:
+        raise InputError(f"{name}: expected uint8 [{size[0]}, {size[1]}, 3] RGB (got {image.dtype} {image.shape})")
+    return image
+
+
+@dataclass
+class FlowResult:
+    """Dense optical flow of one frame pair, at the input resolution.
+
+    Attributes:
+        flow: ``[H, W, 2]`` float32 ``(dx, dy)`` pixels from frame 0 to frame 1.
+        occlusion: ``[H, W]`` bool, True where the frame-0 pixel is not visible in frame 1.
+        confidence: ``[H, W]`` float32 in [0, 1], the peak response over the typical peak
+            (about 1 for clearly visible points, near 0 for occluded ones).
+    """
+
+    flow: np.ndarray
+    occlusion: np.ndarray
+    confidence: np.ndarray
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        """``{"flow", "occlusion", "confidence"}`` as numpy arrays."""
+        return {"flow": self.flow, "occlusion": self.occlusion, "confidence": self.confidence}
+
+    def visualize(self, frame0: np.ndarray | None = None) -> np.ndarray:
+        """Middlebury colour-coded flow, uint8 ``[H, W, 3]``; with ``frame0`` (uint8 RGB), the
+        frame with occluded pixels in magenta beside it (``[H, 2W, 3]``)."""
+        from cwm import viz
+
+        color = viz.flow_to_color(self.flow)
+        if frame0 is None:
+            return color
+        frame0 = _check_image(frame0, self.flow.shape[:2], "frame0")
+        return np.concatenate([viz.occlusion_overlay(frame0, self.occlusion), color], axis=1)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write by extension: ``.npy`` (flow), ``.npz`` (all arrays), ``.flo`` (Middlebury) or
+        ``.png`` (colour-coded flow). Existing files are replaced."""
+        path = Path(path)
+        ext = path.suffix.lower()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if ext == ".npy":
+            np.save(path, self.flow)
+        elif ext == ".npz":
+            np.savez_compressed(path, **self.numpy())
+        elif ext == ".flo":
+            from cwm.flowio import write_flo
+
+            write_flo(path, self.flow)
+        elif ext == ".png":
+            from cwm.io import write_image
+
+            write_image(path, self.visualize(), overwrite=True)
+        else:
+            raise InputError(f"{path}: unknown flow file type {ext!r} (use .npy, .npz, .flo or .png)")
+
+
+@dataclass
+class TrackResult:
+    """Where query points of frame 0 went in frame 1, in the input's pixels.
+
+    Attributes:
+        points: ``[N, 2]`` float32 query points ``(x, y)`` in frame 0.
+        tracks: ``[N, 2]`` float32 their positions ``(x, y)`` in frame 1.
+        visible: ``[N]`` bool, False where the point is occluded in frame 1.
+        confidence: ``[N]`` float32 in [0, 1] (see :class:`FlowResult`).
+    """
+
+    points: np.ndarray
+    tracks: np.ndarray
+    visible: np.ndarray
+    confidence: np.ndarray
+
+    @property
+    def displacement(self) -> np.ndarray:
+        """``[N, 2]`` float32 ``(dx, dy)`` = tracks - points."""
+        return self.tracks - self.points
+
+    def numpy(self) -> dict[str, np.ndarray]:
+        """``{"points", "tracks", "visible", "confidence"}`` as numpy arrays."""
+        return {"points": self.points, "tracks": self.tracks, "visible": self.visible,
+                "confidence": self.confidence}
+
+    def visualize(self, frame1: np.ndarray) -> np.ndarray:
+        """``frame1`` (uint8 RGB) with an arrow from each query point to its track: green when
+        visible, red when occluded."""
+        import cv2
+
+        out = _check_image(frame1, frame1.shape[:2], "frame1").copy()
+        for (x0, y0), (x1, y1), vis in zip(self.points, self.tracks, self.visible):
+            color = (0, 200, 0) if vis else (220, 0, 0)
+            cv2.arrowedLine(out, (int(round(x0)), int(round(y0))), (int(round(x1)), int(round(y1))),
+                            color, 1, cv2.LINE_AA, tipLength=0.3)
+        return out
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write by extension: ``.npz`` (all arrays) or ``.npy`` (tracks ``[N, 2]``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".npz":
+            np.savez_compressed(path, **self.numpy())
+        elif path.suffix.lower() == ".npy":
+            np.save(path, self.tracks)
+        else:
+            raise InputError(f"{path}: unknown track file type {path.suffix!r} (use .npz or .npy)")

@@ -1,0 +1,552 @@
+"""Spelke segments: what moves together when you poke it (DESIGN.md §4).
+
+A single image is a static two-frame movie (frame 1 = frame 0). A *poke* at point p moves the
+patch under p by d in frame 1 (its frame-0 content placed at p + d, revealed) while a few far
+background patches are revealed unchanged (held static); the model predicts the rest of frame 1.
+Our own flow probe (:func:`probes.flow.flow`, no external flow network) then measures the
+counterfactual flow from frame 0 to that prediction, and the affinity of q to p is
+``dot(flow(q), d) / |d|^2`` (1: q followed the poke fully, 0: it stayed), averaged over several
+directions, magnitudes and anchor seeds, normalised and thresholded (Otsu by default).
+
+``method="jacobian"`` is the talk's definition, the derivative of the flow at q with respect to
+the counterfactual motion at p: one forward-mode JVP of the prediction with respect to d (two
+tangents, d_x and d_y), turned into flow derivatives by linearised brightness constancy (the
+Lucas-Kanade normal equations over a small window). It costs one JVP per point and seed instead
+of a flow probe per poke, but needs texture: in a uniform region the flow derivative is not
+observable and the affinity falls to 0.
+
+Automatic mode (``points=None``) first scans a grid of candidate points with one cheap poke each,
+scores how *movable* each is (the mean affinity of the patches around it), then segments the most
+movable candidate that no segment explains yet, and repeats until the segments cover
+``coverage`` of everything any scan poke moved.
+
+Example (numpy uint8 image, ``(x, y)`` pixel points; masks come back at the input's size)::
+
+    import cwm
+    from cwm.io import read_image
+    predictor = cwm.load("default")
+    result = predictor.segment(read_image("still.png"), points=[(40, 30), (90, 64)])
+    result.masks.shape, result.scores          # (2, H, W) bool, [2] float32
+    result.save("segments.png")                # overlay; ".npz" saves the arrays
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cwm.errors import ConfigError, InputError
+from cwm.frames import check_points, resize, scale_points, to_tensor
+from cwm.masking import last_frame_mask
+from probes.oracles_segments import shift_image
+
+
+#: Flow-probe options for measuring the counterfactual flow (overridden by ``SegmentConfig.flow``).
+#: The prediction being measured is our own synthetic frame, so revealing a quarter of it costs
+#: nothing in fairness and tells the model how the poked object moved.
+DEFAULT_FLOW_OPTIONS = {"visible": 0.25, "num_masks": 2}
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Settings of :func:`segment`. Lengths are in model pixels unless said otherwise.
+
+    Attributes:
+        method: ``"poke"`` (counterfactual flow of finite pokes) or ``"jacobian"`` (flow
+            derivative with respect to the poke, by JVP).
+        directions: poke directions per magnitude, evenly spaced on the circle.
+        magnitudes: poke lengths in patch sides (rounded to whole pixels, at least 1).
+        seeds: repetitions with other anchors and a rotated set of directions.
+        anchors: background patches held static in every poke.
+        anchor_distance: anchors are at least this fraction of the image diagonal away from
+            the poked patch and its target (the farthest patches if too few are).
+        threshold: ``"otsu"`` or a fixed value in (0, 1) on the normalised affinity.
+        flow: keyword arguments of :func:`probes.flow.flow`, over :data:`DEFAULT_FLOW_OPTIONS`
+            (``max_flow`` defaults to 1.5x the largest poke).
+        jacobian_window: side of the brightness-constancy window (pixels, odd).
+        seed: base seed of anchor choice.
+        chunk_size: counterfactuals per batched predictor call.
+        candidate_stride: automatic mode: candidate points every this many patches.
+        min_movability: automatic mode: candidates less movable than this are not segmented.
+        coverage: automatic mode: stop once segments explain this fraction of the moved area.
+        max_segments: automatic mode: at most this many segments.
+        min_area, max_area: automatic mode: segments outside this fraction of the image are
+            dropped (the upper bound drops the background, which a poke can move as a whole).
+        dedup_iou: automatic mode: a segment overlapping a kept one by more is dropped.
+    """
+
+    method: str = "poke"
+    directions: int = 4
+    magnitudes: tuple[float, ...] = (0.5, 1.0)
+    seeds: int = 1
+    anchors: int = 4
+    anchor_distance: float = 0.3
+    threshold: str | float = "otsu"
+    flow: dict = field(default_factory=dict)
+    jacobian_window: int = 3
+    seed: int = 0
+    chunk_size: int = 32
+    candidate_stride: int = 2
+    min_movability: float = 0.5
+    coverage: float = 0.9
+    max_segments: int = 8
+    min_area: float = 0.002
+    max_area: float = 0.5
+    dedup_iou: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.method not in ("poke", "jacobian"):
+            raise ConfigError(f"method must be 'poke' or 'jacobian' (got {self.method!r})")
+        if self.directions < 1 or self.seeds < 1 or self.anchors < 0 or not self.magnitudes:
+            raise ConfigError("directions and seeds must be >= 1, anchors >= 0, magnitudes non-empty")
+        if any(m <= 0 for m in self.magnitudes):
+            raise ConfigError(f"magnitudes must be positive (got {self.magnitudes})")
+        if self.threshold != "otsu" and not (isinstance(self.threshold, (int, float))
+                                             and 0 < self.threshold < 1):
+            raise ConfigError(f"threshold must be 'otsu' or a number in (0, 1) (got {self.threshold!r})")
+        if self.jacobian_window < 1 or self.jacobian_window % 2 == 0:
+            raise ConfigError(f"jacobian_window must be odd and positive (got {self.jacobian_window})")
+
+
+@dataclass
+class SegmentResult:
+    """Spelke segments of one image, at the input's resolution.
+
+    Attributes:
+        masks: ``[N, H, W]`` bool, one per prompt point (or per object found).
+        scores: ``[N]`` float32, the mean raw affinity inside each mask: about 1 when the
+            segment followed the poke fully, lower when it moved partly or not at all.
+        points: ``[N, 2]`` float32 ``(x, y)`` prompt points (or the chosen ones), input pixels.
+        affinity: ``[N, H, W]`` float32 normalised affinity in [0, 1] before thresholding.
+        thresholds: ``[N]`` float32 threshold applied to each affinity map.
+        cost: predictor work spent: ``{"forwards": items, "jvps": items, "vjps": items}``.
+        image: the input image, uint8 ``[H, W, 3]`` (for :meth:`visualize`).
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    points: np.ndarray
+    affinity: np.ndarray
+    thresholds: np.ndarray
+    cost: dict[str, int]
+    image: np.ndarray = field(repr=False)
+
+    def numpy(self) -> np.ndarray:
+        """The masks, ``[N, H, W]`` bool."""
+        return self.masks
+
+    def visualize(self) -> np.ndarray:
+        """The image with each mask tinted in its own colour and the points drawn: uint8 ``[H, W, 3]``."""
+        from cwm import viz
+
+        out = viz.overlay_segments(self.image, self.masks) if len(self.masks) else self.image.copy()
+        return viz.points_overlay(out, self.points, radius=max(2, min(self.image.shape[:2]) // 64))
+
+    def save(self, path: str | Path, overwrite: bool = False) -> None:
+        """Write the overlay (``.png``, ``.jpg``, ...) or the arrays (``.npz``)."""
+        path = Path(path)
+        if path.suffix.lower() == ".npz":
+            from cwm.atomic import atomic_write
+
+            with atomic_write(path, overwrite=overwrite) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez_compressed(fh, masks=self.masks, scores=self.scores, points=self.points,
+                                        affinity=self.affinity, thresholds=self.thresholds)
+            return
+        from cwm.io import write_image
+
+        write_image(path, self.visualize(), overwrite=overwrite)
+
+
+@dataclass(frozen=True)
+class _Poke:
+    """One counterfactual, in model pixels: move the patch under ``point`` by ``d``."""
+
+    point: tuple[float, float]
+    d: tuple[int, int]
+    target: int            # last-frame patch index revealed with the moved content
+    anchors: tuple[int, ...]
+
+
+def segment(predictor, image, points: Sequence[tuple[float, float]] | None = None,
+            config: SegmentConfig | None = None, **overrides: Any) -> SegmentResult:
+    """Spelke segments of ``image``: one per point, or all objects when ``points`` is None.
+
+    Args:
+        predictor: a :class:`cwm.predictor.CWMPredictor` or any object with its probe attributes.
+        image: numpy uint8 ``[H, W, 3]`` RGB or torch ``[3, H, W]`` in [0, 1] (one image).
+        points: ``(x, y)`` pixels of the input; None for automatic mode.
+        config: a :class:`SegmentConfig`; ``**overrides`` replace its fields by name.
+    Raises:
+        InputError: an image smaller than 2x2, a batch, an empty point list or a point outside.
+        ConfigError: an unknown or bad setting.
+    """
+    cfg = _resolve(config, overrides)
+    f0, batch = to_tensor(image, "image", min_size=2)
+    if f0.shape[0] != 1:
+        raise InputError(f"segment takes one image, not a batch of {f0.shape[0]}")
+    size = batch.size
+    if points is not None:
+        if len(points) == 0:
+            raise InputError("points: the list is empty; pass at least one (x, y) point, "
+                             "or points=None to find all objects")
+        user_points = check_points(points, size, "points")
+    counted = _Counted(predictor)
+    f0m = resize(f0, predictor.size).to(predictor.device)  # (1, 3, H, W) at model size
+    if points is None:
+        model_points, affinity = _automatic(counted, f0m, cfg)
+        user_points = scale_points(model_points, predictor.size, size).reshape(-1, 2)
+    else:
+        model_points = scale_points(user_points, size, predictor.size)
+        affinity = point_affinity(counted, f0m, model_points, cfg)
+    norm = np.stack([_normalise(a) for a in affinity]) if len(affinity) else affinity
+    thresholds = np.array([_threshold(a, cfg.threshold) for a in norm], np.float32)
+    up = _upsample(norm, size)
+    masks = up >= thresholds[:, None, None]
+    raw = _upsample(affinity, size)
+    scores = np.array([float(r[m].mean()) if m.any() else 0.0 for r, m in zip(raw, masks)], np.float32)
+    rgb = (f0[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    return SegmentResult(masks=masks, scores=scores, points=np.asarray(user_points, np.float32).reshape(-1, 2),
+                         affinity=up.astype(np.float32), thresholds=thresholds, cost=counted.cost(),
+                         image=rgb)
+
+
+def _resolve(config: SegmentConfig | None, overrides: dict[str, Any]) -> SegmentConfig:
+    cfg = config or SegmentConfig()
+    names = {f.name for f in dataclasses.fields(SegmentConfig)}
+    for key in overrides:
+        if key not in names:
+            hint = difflib.get_close_matches(key, names, n=1)
+            raise ConfigError(f"segment: unknown option {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else
+                                                                    f"; options are {sorted(names)}"))
+    if "magnitudes" in overrides:
+        overrides["magnitudes"] = tuple(np.atleast_1d(overrides["magnitudes"]).tolist())
+    return dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Affinity of every pixel to a poked point (model resolution)
+
+
+def point_affinity(predictor, f0: torch.Tensor, points: np.ndarray, cfg: SegmentConfig) -> np.ndarray:
+    """Raw affinity ``[P, H, W]`` float32 of each model pixel to each model-pixel point ``[P, 2]``.
+
+    The poked patch itself is set to 1 (it moved by construction). Batched over all points and
+    pokes (``cfg.chunk_size`` counterfactuals per call).
+    """
+    pokes = [[_make_poke(predictor, pt, d, seed_key=(cfg.seed, i, s), cfg=cfg)
+              for s, d in _displacements(predictor.patch_size, cfg, base=cfg.method == "jacobian")]
+             for i, pt in enumerate(points)]
+    flat = [pk for per_point in pokes for pk in per_point]
+    if cfg.method == "poke":
+        maps = _poke_maps(predictor, f0, flat, cfg)
+    else:
+        maps = _jacobian_maps(predictor, f0, flat, cfg)
+    out, k = [], 0
+    for per_point in pokes:
+        a = maps[k:k + len(per_point)].mean(0)
+        k += len(per_point)
+        y0, y1, x0, x1 = _source_box(predictor, per_point[0])
+        a[y0:y1, x0:x1] = 1.0
+        out.append(a)
+    return np.stack(out).astype(np.float32)
+
+
+def _displacements(patch: int, cfg: SegmentConfig, base: bool) -> list[tuple[int, tuple[int, int]]]:
+    """``(seed, (dx, dy))`` of every poke of one point. The Jacobian variant differentiates at
+    rest (d = 0) once per seed; the directions and magnitudes are the tangents' business."""
+    if base:
+        return [(s, (0, 0)) for s in range(cfg.seeds)]
+    out = []
+    for s in range(cfg.seeds):
+        for m in cfg.magnitudes:
+            for i in range(cfg.directions):
+                theta = 2 * math.pi * (i + s / cfg.seeds) / cfg.directions
+                length = max(1.0, m * patch)
+                out.append((s, (int(round(length * math.cos(theta))), int(round(length * math.sin(theta))))))
+    return out
+
+
+def _make_poke(predictor, point, d, seed_key, cfg: SegmentConfig) -> _Poke:
+    h, w = predictor.size
+    x, y = float(point[0]), float(point[1])
+    tx, ty = np.clip(x + d[0], 0, w - 1), np.clip(y + d[1], 0, h - 1)
+    d = (int(round(tx - x)), int(round(ty - y)))
+    target = _patch_of(predictor, x + d[0], y + d[1])
+    source = _patch_of(predictor, x, y)
+    gh, gw = predictor.grid
+    centres = (np.stack(np.meshgrid(np.arange(gw), np.arange(gh)), -1).reshape(-1, 2) + 0.5) * predictor.patch_size
+    dist = np.minimum(np.hypot(*(centres - (x, y)).T), np.hypot(*(centres - (x + d[0], y + d[1])).T))
+    dist[[source, target]] = -1.0  # never hold the poked patch or its target
+    count = min(cfg.anchors, gh * gw - 2)
+    far = np.flatnonzero(dist >= cfg.anchor_distance * math.hypot(h, w))
+    rng = np.random.default_rng(list(seed_key))
+    if len(far) >= count:
+        anchors = rng.choice(far, count, replace=False)
+    else:
+        anchors = np.argsort(-dist, kind="stable")[:count]
+    return _Poke((x, y), d, target, tuple(sorted(int(a) for a in anchors)))
+
+
+def _patch_of(predictor, x: float, y: float) -> int:
+    p, (gh, gw) = predictor.patch_size, predictor.grid
+    return int(np.clip(y // p, 0, gh - 1)) * gw + int(np.clip(x // p, 0, gw - 1))
+
+
+def _box(predictor, idx: int) -> tuple[int, int, int, int]:
+    p, gw = predictor.patch_size, predictor.grid[1]
+    i, j = divmod(idx, gw)
+    return i * p, (i + 1) * p, j * p, (j + 1) * p
+
+
+def _source_box(predictor, poke: _Poke) -> tuple[int, int, int, int]:
+    """Frame-0 pixels whose content the poke reveals at the target patch."""
+    y0, y1, x0, x1 = _box(predictor, poke.target)
+    h, w = predictor.size
+    dx, dy = poke.d
+    return max(0, y0 - dy), min(h, y1 - dy), max(0, x0 - dx), min(w, x1 - dx)
+
+
+def _inputs(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], d: torch.Tensor):
+    """Counterfactual clips ``[N, 3, T, H, W]`` and masks ``[N, T*h*w]`` for pokes by ``d [N, 2]``."""
+    n = len(pokes)
+    box = torch.zeros(n, 1, *predictor.size, dtype=f0.dtype, device=f0.device)
+    last = torch.ones(n, predictor.grid[0] * predictor.grid[1], dtype=torch.bool)
+    for k, pk in enumerate(pokes):
+        y0, y1, x0, x1 = _box(predictor, pk.target)
+        box[k, :, y0:y1, x0:x1] = 1.0
+        last[k, [pk.target, *pk.anchors]] = False
+    frame0 = f0.expand(n, -1, -1, -1)
+    frame1 = frame0 * (1 - box) + shift_image(frame0, d) * box
+    frames = [frame0] * (predictor.num_frames - 1) + [frame1]
+    return torch.stack(frames, dim=2), last_frame_mask(last, predictor.num_frames).to(f0.device)
+
+
+def _poke_maps(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], cfg: SegmentConfig) -> np.ndarray:
+    """``dot(flow, d) / |d|^2`` per poke: ``[N, H, W]``."""
+    from probes.flow import flow as flow_probe
+
+    longest = max(math.hypot(*pk.d) for pk in pokes)
+    options = {**DEFAULT_FLOW_OPTIONS, "max_flow": math.ceil(1.5 * longest), **cfg.flow}
+    maps = []
+    for start in range(0, len(pokes), cfg.chunk_size):
+        chunk = pokes[start:start + cfg.chunk_size]
+        d = torch.tensor([pk.d for pk in chunk], dtype=f0.dtype, device=f0.device)
+        with torch.no_grad():
+            preds = predictor.predict_fn(*_inputs(predictor, f0, chunk, d)).float().clamp(0, 1)
+        # One batched flow probe for the chunk: frame 0 against each counterfactual prediction.
+        results = flow_probe(predictor, f0.expand(len(chunk), -1, -1, -1), preds, **options)
+        for pk, res in zip(chunk, results):
+            dd = np.asarray(pk.d, np.float64)
+            # A pixel the moved object covers did not move with it (its filled-in flow would say so).
+            along = np.where(res.occlusion, 0.0, res.flow @ dd / max(dd @ dd, 1e-12))
+            maps.append(along)  # (H, W) at model size
+    return np.stack(maps)
+
+
+def _jacobian_maps(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], cfg: SegmentConfig) -> np.ndarray:
+    """Flow derivative with respect to the poke, ``trace(d flow(q) / d d) / 2`` per poke: ``[N, H, W]``.
+
+    ``J_u = d pred / d d_u`` (a JVP) is explained as an image motion ``M``: ``J_u = -grad(pred) . M[:, u]``,
+    solved by least squares over a window (Lucas-Kanade normal equations, ridge-regularised).
+    """
+    from cwm.model import math_attention
+
+    maps = []
+    for start in range(0, len(pokes), cfg.chunk_size):
+        chunk = pokes[start:start + cfg.chunk_size]
+        n = len(chunk)
+        d0 = torch.tensor([pk.d for pk in chunk] * 2, dtype=f0.dtype, device=f0.device)
+        tangent = torch.zeros_like(d0)
+        tangent[:n, 0], tangent[n:, 1] = 1.0, 1.0
+        both = list(chunk) * 2
+        with math_attention():
+            pred, jac = torch.func.jvp(lambda d: predictor.predict_fn(*_inputs(predictor, f0, both, d)),
+                                       (d0,), (tangent,))
+        pred, jac = pred.detach().float(), jac.detach().float()
+        maps.append(_flow_derivative(pred[:n], jac[:n], jac[n:], cfg.jacobian_window))
+    return np.concatenate(maps)
+
+
+def _flow_derivative(pred: torch.Tensor, jx: torch.Tensor, jy: torch.Tensor, window: int) -> np.ndarray:
+    """``trace(M) / 2`` where ``J_u ~ -grad(pred) . M[:, u]`` over a ``window``: ``[N, H, W]``."""
+    gy, gx = torch.gradient(pred, dim=(2, 3))
+    gx, gy = -gx, -gy  # the image change of a motion d is -grad . d
+
+    def box(t: torch.Tensor) -> torch.Tensor:  # sum over channels, mean over the window
+        return F.avg_pool2d(t.sum(1, keepdim=True), window, 1, window // 2, count_include_pad=False)[:, 0]
+
+    a11, a12, a22 = box(gx * gx), box(gx * gy), box(gy * gy)
+    b11, b12, b21, b22 = box(gx * jx), box(gx * jy), box(gy * jx), box(gy * jy)
+    ridge = 1e-2 * (a11 + a22).mean(dim=(1, 2), keepdim=True) + 1e-12
+    a11, a22 = a11 + ridge, a22 + ridge
+    det = a11 * a22 - a12 * a12
+    # M = A^-1 B; only its diagonal is needed.
+    m11 = (a22 * b11 - a12 * b21) / det
+    m22 = (a11 * b22 - a12 * b12) / det
+    return (0.5 * (m11 + m22)).cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Automatic mode
+
+
+def _automatic(predictor, f0: torch.Tensor, cfg: SegmentConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Model-pixel points ``[N, 2]`` and raw affinities ``[N, H, W]`` of the objects found."""
+    p, (gh, gw) = predictor.patch_size, predictor.grid
+    stride = max(1, cfg.candidate_stride)
+    cands = np.array([((j + 0.5) * p - 0.5, (i + 0.5) * p - 0.5)
+                      for i in range(stride // 2, gh, stride) for j in range(stride // 2, gw, stride)])
+    scan_cfg = dataclasses.replace(cfg, magnitudes=(max(cfg.magnitudes),), directions=1, seeds=1)
+    pokes, scan = _scan(predictor, f0, cands, scan_cfg)  # (C, H, W)
+    movability = np.array([_movability(predictor, a, pk) for a, pk in zip(scan, pokes)])
+    moved = scan.max(0) >= 0.5
+    explained = np.zeros(predictor.size, bool)
+    found_points, found_maps, kept = [], [], []
+    for c in np.argsort(-movability, kind="stable"):
+        if movability[c] < cfg.min_movability or len(kept) >= cfg.max_segments:
+            break
+        x, y = cands[c]
+        if explained[int(round(y)), int(round(x))]:
+            continue
+        raw = point_affinity(predictor, f0, cands[c:c + 1], cfg)[0]
+        norm = _normalise(raw)
+        mask = norm >= _threshold(norm, cfg.threshold)
+        explained |= mask
+        area = mask.mean()
+        if cfg.min_area <= area <= cfg.max_area and all(_iou(mask, k) <= cfg.dedup_iou for k in kept):
+            kept.append(mask)
+            found_points.append(cands[c])
+            found_maps.append(raw)
+        if moved.any() and (explained & moved).sum() >= cfg.coverage * moved.sum():
+            break
+    h, w = predictor.size
+    return (np.array(found_points, np.float64).reshape(-1, 2),
+            np.array(found_maps, np.float32).reshape(-1, h, w))
+
+
+def _scan(predictor, f0: torch.Tensor, cands: np.ndarray, cfg: SegmentConfig) -> tuple[list[_Poke], np.ndarray]:
+    """One poke per candidate, the direction turning by 90 degrees from one to the next:
+    the pokes and their raw affinities ``[C, H, W]``."""
+    length = max(1.0, cfg.magnitudes[0] * predictor.patch_size)
+    pokes = []
+    for c, pt in enumerate(cands):
+        theta = 0.5 * math.pi * c
+        d = (0, 0) if cfg.method == "jacobian" else (int(round(length * math.cos(theta))),
+                                                     int(round(length * math.sin(theta))))
+        pokes.append(_make_poke(predictor, pt, d, (cfg.seed, c, 0), cfg))
+    maps = (_poke_maps if cfg.method == "poke" else _jacobian_maps)(predictor, f0, pokes, cfg)
+    return pokes, maps
+
+
+def _movability(predictor, a: np.ndarray, poke: _Poke) -> float:
+    """How far a poke spread: the mean of the ``2 p^2`` largest affinities outside the poked
+    patch (two patches' worth of pixels, so small objects and thin parts are not penalised)."""
+    y0, y1, x0, x1 = _source_box(predictor, poke)
+    outside = a.copy()
+    outside[y0:y1, x0:x1] = -np.inf
+    top = np.partition(outside.ravel(), -2 * predictor.patch_size ** 2)[-2 * predictor.patch_size ** 2:]
+    return float(np.mean(top[np.isfinite(top)])) if np.isfinite(top).any() else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalising and thresholding
+
+
+def _normalise(a: np.ndarray) -> np.ndarray:
+    """Affinity scaled to [0, 1] by its robust maximum (after a 3x3 median, which ignores spikes)."""
+    from scipy.ndimage import median_filter
+
+    top = float(median_filter(a, size=3, mode="nearest").max())
+    return np.clip(a / max(top, 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of values in [0, 1]: the cut maximising the between-class variance.
+
+    Returns 0.5 for a constant input (nothing to separate).
+    """
+    v = np.asarray(values, np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0 or np.ptp(v) < 1e-9:
+        return 0.5
+    hist, edges = np.histogram(v, bins=bins, range=(0.0, 1.0))
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    mean0 = m0 / np.maximum(w0, 1)
+    mean1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mean0 - mean1) ** 2
+    return float(edges[int(np.argmax(between)) + 1])
+
+
+def _threshold(a: np.ndarray, threshold: str | float) -> float:
+    return otsu_threshold(a) if threshold == "otsu" else float(threshold)
+
+
+def _upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``[N, h, w]`` -> ``[N, H, W]`` bilinear (pixel centres aligned)."""
+    if len(maps) == 0:
+        return np.zeros((0, *size), np.float32)
+    t = torch.from_numpy(np.ascontiguousarray(maps, np.float32))[:, None]
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False)[:, 0].numpy()
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.sum(a | b)
+    return float(np.sum(a & b) / union) if union else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost accounting
+
+
+class _Counted:
+    """A predictor proxy that counts the items it predicts, by kind: plain forward, JVP, VJP."""
+
+    def __init__(self, predictor):
+        self._predictor = predictor
+        self._counts = {"forwards": 0, "jvps": 0, "vjps": 0}
+
+    def __getattr__(self, name: str):
+        return getattr(self._predictor, name)
+
+    def predict_fn(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        kind, items = _kind_and_items(video)
+        self._counts[kind] += items
+        return self._predictor.predict_fn(video, mask)
+
+    def cost(self) -> dict[str, int]:
+        return dict(self._counts)
+
+
+def _kind_and_items(video: torch.Tensor) -> tuple[str, int]:
+    """What a predictor call computes and for how many items: ("jvps", n) under forward-mode AD
+    (counting tangents that ``vmap`` batches), ("vjps", n) when building a graph, else
+    ("forwards", n)."""
+    import torch.autograd.forward_ad as fwad
+    from torch._C import _functorch as ft
+
+    items = int(video.shape[0])
+    tangent = None
+    with contextlib.suppress(RuntimeError, AttributeError):
+        tangent = fwad.unpack_dual(video).tangent
+    if tangent is None:
+        grad = video.requires_grad and torch.is_grad_enabled()
+        return ("vjps" if grad else "forwards"), items
+    while ft.is_functorch_wrapped_tensor(tangent):  # tangents batched by vmap hide their count
+        inner = ft.get_unwrapped(tangent)
+        if ft.is_batchedtensor(tangent):
+            items *= int(inner.shape[ft.maybe_get_bdim(tangent)])
+        tangent = inner
+    return "jvps", items

@@ -1,0 +1,144 @@
+"""Spelke segments: exact answers with a rigid-objects oracle, the API contract, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import distance_transform_edt, gaussian_filter
+
+from cwm.errors import ConfigError, InputError
+from cwm.metrics import instance_masks, mask_iou, segment_metrics
+from probes.oracles_segments import RigidObjectsOracle, shift_image
+from probes.segments import SegmentConfig, otsu_threshold, segment
+
+SIZE = 64
+
+
+def _scene(size: int = SIZE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A textured image and its instances: a disc, a rectangle and a two-part object (id 3),
+    laid out on a 64-pixel canvas scaled to ``size``."""
+    rng = np.random.default_rng(seed)
+    s = size / SIZE
+    img = gaussian_filter(rng.random((size, size, 3)), (s, s, 0))
+    img = (img - img.min()) / (img.max() - img.min())
+    y, x = (np.mgrid[0:size, 0:size] + 0.5) / s - 0.5
+    inst = np.zeros((size, size), np.int64)
+    inst[(x - 17) ** 2 + (y - 16) ** 2 < 12 ** 2] = 1
+    inst[(x >= 36) & (x < 60) & (y >= 6) & (y < 28)] = 2
+    inst[((x - 14) ** 2 + (y - 47) ** 2 < 10 ** 2) | ((x - 38) ** 2 + (y - 50) ** 2 < 8 ** 2)] = 3
+    return (img * 255 + 0.5).astype(np.uint8), inst
+
+
+def _interior_points(inst: np.ndarray) -> list[tuple[int, int]]:
+    """The most interior pixel ``(x, y)`` of each object."""
+    points = []
+    for k in range(1, inst.max() + 1):
+        y, x = np.unravel_index(np.argmax(distance_transform_edt(inst == k)), inst.shape)
+        points.append((int(x), int(y)))
+    return points
+
+
+@pytest.fixture(scope="module")
+def scene():
+    img, inst = _scene()
+    return img, inst, RigidObjectsOracle(inst, patch_size=4, max_disp=8)
+
+
+def test_oracle_moves_exactly_the_poked_object():
+    img, inst = _scene()
+    oracle = RigidObjectsOracle(inst, patch_size=4, max_disp=8)
+    f0 = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    frame1 = f0.clone()
+    frame1[..., 44:48, 36:40] = shift_image(f0, torch.tensor([[3.0, -2.0]]))[..., 44:48, 36:40]  # poke part B of id 3
+    last = torch.ones(1, 256, dtype=torch.bool)
+    last[0, [11 * 16 + 9, 0, 255]] = False  # the poked patch and two static background anchors
+    mask = torch.cat([torch.zeros(1, 256, dtype=torch.bool), last], 1)
+    pred = oracle.predict_fn(torch.stack([f0, frame1], 2), mask)
+    changed = (pred - f0).abs().amax(1)[0].numpy() > 1e-4
+    moved = shift_image(torch.from_numpy(inst == 3).float()[None, None], torch.tensor([[3.0, -2.0]]))[0, 0] > 0.5
+    assert changed[inst == 3].mean() > 0.5 and not changed[(inst != 3) & ~moved.numpy()].any()
+
+
+def test_jacobian_segments_recover_each_object(scene):
+    img, inst, oracle = scene
+    res = segment(oracle, img, points=_interior_points(inst), method="jacobian")
+    ious = [mask_iou(m, inst == k) for k, m in enumerate(res.masks, start=1)]
+    assert min(ious) > 0.9, ious  # id 3 is two disconnected parts that move as one
+    assert res.cost == {"forwards": 0, "jvps": 2 * 3, "vjps": 0}  # one JVP, two tangents, per point
+
+
+def test_poke_segments_recover_each_object(scene):
+    img, inst, oracle = scene
+    res = segment(oracle, img, points=_interior_points(inst), method="poke", directions=4, magnitudes=(0.5,),
+                  flow={"stride": 2, "visible": 0.5, "num_masks": 1})
+    ious = [mask_iou(m, inst == k) for k, m in enumerate(res.masks, start=1)]
+    assert min(ious) > 0.9, ious
+    assert res.cost["forwards"] == 3 * 4  # the pokes, batched
+    assert np.all(res.scores > 0.7)
+
+
+def test_masks_come_back_at_the_input_resolution():
+    img, inst = _scene(96)
+    small = _scene(SIZE)[1]
+    oracle = RigidObjectsOracle(small, patch_size=4, max_disp=8)  # model size 64, input 96
+    res = segment(oracle, img, points=_interior_points(inst), method="jacobian")
+    assert res.masks.shape == (3, 96, 96) and res.masks.dtype == bool
+    assert res.affinity.shape == (3, 96, 96) and res.points.shape == (3, 2)
+    assert min(mask_iou(m, inst == k) for k, m in enumerate(res.masks, start=1)) > 0.8
+
+
+def test_automatic_mode_finds_every_object(scene):
+    img, inst, oracle = scene
+    res = segment(oracle, img, method="jacobian")
+    scores = segment_metrics(res.masks, instance_masks(inst))
+    assert len(res.masks) == 3 and scores["miou"] > 0.9, scores
+
+
+def test_result_visualize_and_save(scene, tmp_path):
+    img, inst, oracle = scene
+    res = segment(oracle, img, points=[(17, 16)], method="jacobian")
+    assert res.visualize().shape == img.shape and res.numpy() is res.masks
+    res.save(tmp_path / "seg.png")
+    res.save(tmp_path / "seg.npz")
+    with np.load(tmp_path / "seg.npz") as saved:
+        assert np.array_equal(saved["masks"], res.masks)
+    with pytest.raises(InputError, match="exists"):
+        res.save(tmp_path / "seg.png")
+
+
+def test_bad_input(scene):
+    img, _, oracle = scene
+    with pytest.raises(InputError, match="outside"):
+        segment(oracle, img, points=[(64, 10)])
+    with pytest.raises(InputError, match="empty"):
+        segment(oracle, img, points=[])
+    with pytest.raises(InputError, match="1x1"):
+        segment(oracle, np.zeros((1, 1, 3), np.uint8), points=[(0, 0)])
+    with pytest.raises(InputError, match="batch"):
+        segment(oracle, np.stack([img, img]), points=[(5, 5)])
+    with pytest.raises(ConfigError, match="did you mean 'directions'"):
+        segment(oracle, img, points=[(5, 5)], direction=3)
+    with pytest.raises(ConfigError, match="threshold"):
+        SegmentConfig(threshold=1.5)
+
+
+def test_fixed_threshold_and_otsu():
+    values = np.r_[np.full(100, 0.1), np.full(50, 0.9)]
+    assert 0.1 < otsu_threshold(values) <= 0.9
+    assert otsu_threshold(np.full(10, 0.3)) == 0.5
+    img, inst = _scene()
+    oracle = RigidObjectsOracle(inst, patch_size=4, max_disp=8)
+    res = segment(oracle, img, points=[(17, 16)], method="jacobian", threshold=0.5)
+    assert res.thresholds.tolist() == [0.5] and mask_iou(res.masks[0], inst == 1) > 0.85
+
+
+def test_real_model_through_the_predictor(tiny_model):
+    from cwm.predictor import CWMPredictor
+
+    predictor = CWMPredictor(tiny_model, device="cpu")
+    img = _scene(40)[0]
+    res = predictor.segment(img, points=[(10, 12), (30, 30)], method="jacobian")
+    assert res.masks.shape == (2, 40, 40) and np.isfinite(res.affinity).all()
+    res = predictor.segment(img, points=[(10, 12)], directions=2, magnitudes=(1.0,),
+                            flow={"num_masks": 1, "max_flow": 10})
+    assert res.masks.shape == (1, 40, 40) and res.cost["forwards"] == 2 and res.cost["jvps"] > 0
