@@ -1,15 +1,19 @@
-"""Accuracy of flow, occlusion and depth methods on the fixed synthetic suite.
+"""Accuracy of flow, occlusion, depth and point-prompted segment methods on the fixed synthetic suite.
 
 Usage:
     python benchmarks/accuracy.py                      # full suite (100 scenes)
     python benchmarks/accuracy.py --quick              # 20 scenes, for CI
     python benchmarks/accuracy.py --out accuracy.json
     python benchmarks/accuracy.py --flow mine=my_pkg.flow:predict   # add a flow method
+    python benchmarks/accuracy.py --weights default     # the CWM probes as method "cwm"
 
 Extra methods are ``module:callable`` with the signature ``(frame0, frame1) -> flow [H, W, 2]``
 (``--occlusion``: ``-> [H, W]`` bool; ``--depth``: ``-> inverse depth [H, W]``). The baselines
-(zero, Farneback, DIS; DIS forward-backward occlusion; DIS disparity) always run. The harness
+(zero, Farneback, DIS; DIS forward-backward occlusion; DIS disparity; DIS-flow and colour
+connected components for segments) always run. The harness
 is ``cwm.evaluation``; this script only parses arguments, prints the table and writes JSON.
+The CWM flow, occlusion, depth and segment probes (``probes``) join as method ``cwm`` with
+``--weights``, or by default whenever the embedded ``cwm.load("default")`` weights load.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a source checkout
 
-from cwm.errors import ConfigError  # noqa: E402
+from cwm.errors import ConfigError, CWMError  # noqa: E402
 from cwm.evaluation import format_report, run_benchmark  # noqa: E402
 
 
@@ -42,6 +46,25 @@ def _load_method(spec: str):
     return name, method
 
 
+def _cwm_methods(weights: str | None) -> tuple[dict, dict, dict, dict]:
+    """The CWM flow, occlusion, depth and segment probes as methods named "cwm" (segments also
+    "cwm_jacobian", the Jacobian variant), if the weights load."""
+    import cwm
+    from probes.flow import flow_method
+    from probes.occlusion import occlusion_method
+
+    try:
+        predictor = cwm.load(weights or "default", device="cpu")
+    except CWMError:
+        if weights:
+            raise
+        return {}, {}, {}, {}
+    depth = {"cwm": lambda f0, f1: predictor.depth(f0, f1, stereo=True).inverse_depth}
+    segments = {"cwm": lambda f0, f1, points: predictor.segment(f0, points).masks,
+                "cwm_jacobian": lambda f0, f1, points: predictor.segment(f0, points, method="jacobian").masks}
+    return {"cwm": flow_method(predictor)}, {"cwm": occlusion_method(predictor)}, depth, segments
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -50,14 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("flow", "occlusion", "depth"):
         parser.add_argument(f"--{kind}", action="append", default=[], metavar="NAME=MOD:FN",
                             help=f"an extra {kind} method (repeatable)")
+    parser.add_argument("--weights", metavar="NAME_OR_PATH",
+                        help="CWM weights for method 'cwm' (default: the embedded weights, if present)")
     args = parser.parse_args(argv)
     try:
         extra = {kind: dict(_load_method(s) for s in getattr(args, kind))
                  for kind in ("flow", "occlusion", "depth")}
-    except ConfigError as exc:
+        cwm_flow, cwm_occlusion, cwm_depth, cwm_segments = _cwm_methods(args.weights)
+    except CWMError as exc:
         parser.error(str(exc))
+    extra["flow"], extra["occlusion"] = {**cwm_flow, **extra["flow"]}, {**cwm_occlusion, **extra["occlusion"]}
+    extra["depth"] = {**cwm_depth, **extra["depth"]}
     start = time.perf_counter()
-    report = run_benchmark(extra["flow"], extra["occlusion"], extra["depth"], quick=args.quick)
+    report = run_benchmark(extra["flow"], extra["occlusion"], extra["depth"], quick=args.quick,
+                           segment_methods=cwm_segments)
     report["wall_seconds"] = time.perf_counter() - start
     print(format_report(report))
     print(f"\nwall time {report['wall_seconds']:.1f} s")

@@ -7,7 +7,9 @@ synthetic pair:
   (a) official_style     one reverse pass per target patch over 5 mask partitions (ECCV 2024);
   (b) finite_difference  one source per forward pass, the default masks of (c);
   (c) packed_jvp         probes.flow.flow with its defaults (packed sources, forward mode);
-  (d) packed_fd          for information: (c) with finite differences instead of forward mode.
+  (d) packed_fd          for information: (c) with finite differences instead of forward mode;
+  (e) packed_jvp_wide    for information: (c) searching flows up to 0.12 of the side (the
+                         suite's fastest motions) instead of the default 0.06, at more tangents.
 Seconds are the best of --repeats interleaved runs (one run for (a), which takes minutes), as
 wall time and as this process's CPU time (less sensitive to other jobs on the machine); the
 forward-equivalents divide the wall time by that of one batch-1 forward pass in the same run. Peak memory is the largest resident-set
@@ -26,6 +28,7 @@ import os
 import platform
 import resource
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -48,7 +51,16 @@ from probes import oracles  # noqa: E402
 from probes.flow import flow  # noqa: E402
 
 VARIANTS = {64: "tiny_64", 128: "small_128"}
-METHODS = ("official_style", "finite_difference", "packed_jvp", "packed_fd")
+#: Largest flow the suite's fastest scenes need, as a fraction of the side (row packed_jvp_wide).
+WIDE_MAX_FLOW_FRACTION = 0.12
+#: probes.flow.flow options of each method but (a); max_flow is given as a fraction of the side.
+FLOW_OPTIONS = {
+    "finite_difference": {"mode": "fd", "pack": False},
+    "packed_jvp": {},
+    "packed_fd": {"mode": "fd"},
+    "packed_jvp_wide": {"max_flow": WIDE_MAX_FLOW_FRACTION},
+}
+METHODS = ("official_style", *FLOW_OPTIONS)
 SPEED_SEED = 7          # the synthetic scene timed at each size
 RSS_POLL_S = 0.002
 
@@ -85,11 +97,10 @@ def run_method(name: str, predictor, f0, f1):
     """Dense flow ``[H, W, 2]`` by one method (numpy uint8 frames in)."""
     if name == "official_style":
         return np.asarray(official_style_flow(predictor, f0, f1)[0])
-    if name == "finite_difference":
-        return flow(predictor, f0, f1, mode="fd", pack=False).flow
-    if name == "packed_fd":
-        return flow(predictor, f0, f1, mode="fd").flow
-    return flow(predictor, f0, f1).flow
+    opts = dict(FLOW_OPTIONS[name])
+    if "max_flow" in opts:
+        opts["max_flow"] *= min(f0.shape[:2])
+    return flow(predictor, f0, f1, **opts).flow
 
 
 def pass_counts(name: str, predictor, size: int) -> dict:
@@ -99,8 +110,9 @@ def pass_counts(name: str, predictor, size: int) -> dict:
 
     gh, gw = predictor.grid
     if name == "official_style":
-        return {"forward": 5, "reverse": 5 * gh * gw - gh * gw}  # every patch is a target 4 times
-    packs = pack_grid((gh, gw), predictor.patch_size, DEFAULT_MAX_FLOW_FRACTION * size).num_packs
+        return {"forward": 5, "reverse": 4 * gh * gw}  # every patch is a target in 4 of 5 masks
+    fraction = FLOW_OPTIONS[name].get("max_flow", DEFAULT_MAX_FLOW_FRACTION)
+    packs = pack_grid((gh, gw), predictor.patch_size, fraction * size).num_packs
     k = DEFAULT_NUM_MASKS
     if name == "finite_difference":
         return {"forward": k * (gh * gw + 1)}
@@ -109,24 +121,31 @@ def pass_counts(name: str, predictor, size: int) -> dict:
     return {"jvp": k * packs}
 
 
-def child_peak_memory(method: str, size: int) -> float:
+def child_peak_memory(method: str, size: int, frames: tuple[np.ndarray, np.ndarray]) -> float:
     """Peak resident-set growth (MB) of one run of ``method``, in a fresh process (a warm
-    process reuses freed memory, which would hide the peak)."""
-    cmd = [sys.executable, __file__, "--child", method, "--sizes", str(size), "--threads",
-           str(torch.get_num_threads())]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    process reuses freed memory, which would hide the peak). The frames go by file, so the
+    child does no other work that could leave freed memory behind for the method to reuse."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pair.npz"
+        np.savez(path, frame0=frames[0], frame1=frames[1])
+        cmd = [sys.executable, __file__, "--child", method, "--child-pair", str(path), "--sizes", str(size),
+               "--threads", str(torch.get_num_threads())]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_growth_mb"]
 
 
-def child(method: str, size: int) -> None:
+def child(method: str, size: int, pair: Path) -> None:
     """The body of :func:`child_peak_memory`: set up, run once, print the peak growth."""
     torch.manual_seed(0)
     predictor = CWMPredictor(build_model(get_variant(VARIANTS[size])), device="cpu")
-    f0, f1 = make_scene(SPEED_SEED, (size, size)).pair(0)
+    with np.load(pair) as data:
+        f0, f1 = data["frame0"], data["frame1"]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with PeakRSS() as mem:
         run_method(method, predictor, f0, f1)
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_growth_mb": max(mem.growth, peak_kb / 1024 - mem.base)}))
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    exact = after - mem.base if after > before else 0.0  # the kernel's own peak, when it rose
+    print(json.dumps({"peak_growth_mb": max(mem.growth, exact)}))
 
 
 def unit_costs(predictor, repeats: int = 7) -> dict:
@@ -175,7 +194,7 @@ def speed(size: int, predictor, repeats: int) -> dict:
             run_method(m, predictor, f0, f1)
             rows[m]["runs"].append((time.perf_counter() - start, time.process_time() - cpu))
     for m, row in rows.items():
-        row["peak_mem_mb"] = child_peak_memory(m, size)
+        row["peak_mem_mb"] = child_peak_memory(m, size, (f0, f1))
         row["seconds"] = min(s for s, _ in row["runs"])
         row["cpu_seconds"] = min(c for _, c in row["runs"])
         row["forward_equivalents"] = row["seconds"] / costs["forward_s"]
@@ -264,10 +283,11 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-chunks", type=int, default=2, help="engine calls run by --memory")
     parser.add_argument("--out", type=Path, help="write the report as JSON")
     parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)  # memory probe process
+    parser.add_argument("--child-pair", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.child:
-        child(args.child, args.sizes[0])
+        child(args.child, args.sizes[0], args.child_pair)
         return 0
     machine = {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
                "torch": torch.__version__}

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from cwm.atomic import atomic_write
 from cwm.config import FORMAT_VERSION, CWMConfig
 from cwm.errors import ConfigError, WeightsError
 from cwm.model import CWM, build_model
@@ -156,7 +156,8 @@ def model_from_official(sd: dict[str, torch.Tensor], heads: tuple[int, int] | No
 def save_official(model: CWM, path: str | Path) -> None:
     """Write ``{'model': state_dict}`` in the official key layout (for the official tools)."""
     sd = ours_to_official({k: v.detach().cpu() for k, v in model.state_dict().items()}, model.cfg.k_bias)
-    _atomic(Path(path), lambda tmp: torch.save({"model": sd}, tmp))
+    with atomic_write(path, overwrite=True) as tmp:
+        torch.save({"model": sd}, tmp)
 
 
 # --------------------------------------------------------------------------- our format
@@ -168,8 +169,10 @@ def save_pretrained(model: CWM, folder: str | Path, training: dict[str, Any] | N
     folder.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"format_version": FORMAT_VERSION, "architecture": model.cfg.to_dict(), "training": training or {}}
-    _atomic(folder / WEIGHTS_FILE, lambda tmp: save_file(sd, tmp, metadata={"format": "pt"}))
-    _atomic(folder / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
+    with atomic_write(folder / WEIGHTS_FILE, overwrite=True) as tmp:
+        save_file(sd, str(tmp), metadata={"format": "pt"})
+    with atomic_write(folder / CONFIG_FILE, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
     return folder
 
 
@@ -214,19 +217,6 @@ def load_pretrained(path: str | Path) -> CWM:
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsError(f"cannot read '{weights}': {str(e)[:200]} (truncated or not a safetensors file?)") from None
     return _load_strict(build_model(cfg), sd, str(weights))
-
-
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 # --------------------------------------------------------------------------- one entry point

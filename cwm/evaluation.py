@@ -11,7 +11,9 @@ is scored the same way as a baseline::
 - flow methods: ``(frame0, frame1) -> flow [H, W, 2]`` float ``(dx, dy)``;
 - occlusion methods: ``(frame0, frame1) -> [H, W]`` bool (True = not visible in frame 1);
 - depth methods: ``(frame0, frame1) -> inverse depth [H, W]`` (larger = nearer), scored on
-  the stereo scenes only (frame1 is the right view).
+  the stereo scenes only (frame1 is the right view);
+- segment methods: ``(frame0, frame1, points [N, 2]) -> masks [N, H, W]`` bool, one mask per
+  ``(x, y)`` prompt: the most interior pixel of each object (:func:`prompt_points`).
 
 Scores are averaged per scene (each scene weighs the same, whatever its size), except occlusion
 precision/recall/F1, which pool pixel counts over the suite.
@@ -30,6 +32,7 @@ from cwm.errors import ConfigError
 from cwm.synthetic import PRESETS, Scene, make_scene
 
 PairMethod = Callable[[np.ndarray, np.ndarray], np.ndarray]
+SegmentMethod = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 SUITE_NAME = "synthetic-v1"
 # The fixed suite: 100 scenes = 5 motion presets x 2 sizes x 10 scenes, each scene with its own
@@ -163,14 +166,98 @@ def generator_speed(size: tuple[int, int], min_seconds: float = 1.0, repeats: in
     return max(rates)
 
 
+def prompt_points(instances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Object ids ``[N]`` (background 0 left out) and one prompt ``(x, y)`` per object ``[N, 2]``:
+    its most interior pixel (largest distance to the object's edge; ties: the first in raster order)."""
+    import cv2
+
+    ids = np.array([i for i in np.unique(instances) if i != 0], dtype=np.int64)
+    points = np.zeros((len(ids), 2), np.float64)
+    for k, i in enumerate(ids):
+        dist = cv2.distanceTransform((instances == i).astype(np.uint8), cv2.DIST_L2, 5)
+        y, x = np.unravel_index(np.argmax(dist), dist.shape)
+        points[k] = (x, y)
+    return ids, points
+
+
+def run_segment_suite(methods: Mapping[str, SegmentMethod],
+                      scenes: Sequence[Scene]) -> dict[str, dict]:
+    """Score point-prompted segment methods on frame 0 of every scene with objects.
+
+    Returns ``{name: {"miou", "ar", "iou", "ms_per_scene", "num_scenes"}}``: mIoU and AR of the
+    masks against the objects (Hungarian-matched, :func:`cwm.metrics.segment_metrics`) and the
+    mean IoU of each prompt's mask with its own object, averaged over scenes.
+    """
+    report = {}
+    for name, method in methods.items():
+        rows, seconds = [], 0.0
+        for scene in scenes:
+            ids, points = prompt_points(scene.instances[0])
+            if not len(ids):
+                continue
+            start = time.perf_counter()
+            masks = np.asarray(method(*scene.pair(0), points), bool)
+            seconds += time.perf_counter() - start
+            truth = scene.instances[0][None] == ids[:, None, None]
+            row = metrics.segment_metrics(masks, truth)
+            row["iou"] = float(np.mean([metrics.mask_iou(m, t) for m, t in zip(masks, truth)]))
+            rows.append(row)
+        nan = float("nan")
+        report[name] = {"miou": nan, "ar": nan, "recall_50": nan, "iou": nan, **metrics.mean_metrics(rows),
+                        "ms_per_scene": 1000.0 * seconds / max(len(rows), 1), "num_scenes": len(rows)}
+    return report
+
+
+#: Segment baselines: grow from the prompt through pixels whose DIS flow is within this many
+#: pixels of the prompt's, or whose Lab colour is within this distance of the prompt's.
+FLOW_CC_TOLERANCE = 1.0
+COLOUR_CC_TOLERANCE = 20.0
+
+
+def _component_at(mask: np.ndarray, point) -> np.ndarray:
+    import cv2
+
+    _, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
+    x, y = int(round(point[0])), int(round(point[1]))
+    return labels == labels[y, x] if mask[y, x] else np.zeros_like(mask, bool)
+
+
+def flow_cc_segments(frame0: np.ndarray, frame1: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Baseline: the connected component of DIS-flow-similar pixels around each point ``[N, H, W]``."""
+    from cwm.baselines import dis_flow
+
+    flow = dis_flow(frame0, frame1)
+    out = []
+    for x, y in np.asarray(points, np.float64).reshape(-1, 2):
+        ref = np.median(flow[max(0, int(y) - 1):int(y) + 2, max(0, int(x) - 1):int(x) + 2].reshape(-1, 2), 0)
+        out.append(_component_at(np.linalg.norm(flow - ref, axis=-1) <= FLOW_CC_TOLERANCE, (x, y)))
+    return np.asarray(out, bool).reshape(-1, *frame0.shape[:2])
+
+
+def colour_cc_segments(frame0: np.ndarray, frame1: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Baseline: the connected component of pixels of similar Lab colour around each point."""
+    import cv2
+
+    lab = cv2.cvtColor(cv2.GaussianBlur(frame0, (3, 3), 0), cv2.COLOR_RGB2LAB).astype(np.float64)
+    out = []
+    for x, y in np.asarray(points, np.float64).reshape(-1, 2):
+        near = np.linalg.norm(lab - lab[int(round(y)), int(round(x))], axis=-1) <= COLOUR_CC_TOLERANCE
+        out.append(_component_at(near, (x, y)))
+    return np.asarray(out, bool).reshape(-1, *frame0.shape[:2])
+
+
+SEGMENT_BASELINES = {"dis_flow_cc": flow_cc_segments, "colour_cc": colour_cc_segments}
+
+
 def run_benchmark(flow_methods: Mapping[str, PairMethod] | None = None,
                   occlusion_methods: Mapping[str, PairMethod] | None = None,
                   depth_methods: Mapping[str, PairMethod] | None = None,
-                  quick: bool = False, speed_seconds: float = 1.0) -> dict:
+                  quick: bool = False, speed_seconds: float = 1.0,
+                  segment_methods: Mapping[str, SegmentMethod] | None = None) -> dict:
     """Baselines plus any extra methods on the default suite, as one JSON-ready report.
 
     Extra methods are merged after the baselines (same name replaces a baseline). Returns
-    ``{"suite", "generator", "flow", "occlusion", "depth"}``; each flow row also holds
+    ``{"suite", "generator", "flow", "occlusion", "depth", "segments"}``; each flow row also holds
     ``epe_vs_zero``, its EPE over the zero-flow EPE.
     """
     from cwm import baselines
@@ -192,6 +279,7 @@ def run_benchmark(flow_methods: Mapping[str, PairMethod] | None = None,
         "occlusion": run_occlusion_suite(
             {**baselines.OCCLUSION_BASELINES, **(occlusion_methods or {})}, scenes),
         "depth": run_depth_suite({**baselines.DEPTH_BASELINES, **(depth_methods or {})}, scenes),
+        "segments": run_segment_suite({**SEGMENT_BASELINES, **(segment_methods or {})}, scenes),
     }
 
 
@@ -217,4 +305,8 @@ def format_report(report: dict) -> str:
     lines += ["", f"{'depth (stereo)':<16}{'ordinal':>10}{'spearman':>10}"]
     lines += [f"{name:<16}{row['ordinal']:>10.3f}{row['spearman']:>10.3f}"
               for name, row in report["depth"].items()]
+    if "segments" in report:
+        lines += ["", f"{'segments (point)':<16}{'mIoU':>10}{'AR':>10}{'IoU':>10}{'ms/scene':>10}"]
+        lines += [f"{name:<16}{row['miou']:>10.3f}{row['ar']:>10.3f}{row['iou']:>10.3f}{row['ms_per_scene']:>10.1f}"
+                  for name, row in report["segments"].items()]
     return "\n".join(lines)

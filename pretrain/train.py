@@ -49,11 +49,11 @@ class TrainResult:
     is_main_process: bool = True
 
 
-def resolve_precision(name: str) -> str:
+def resolve_precision(name: str, cpu: bool = False) -> str:
     """``"auto"``: bf16 on GPUs that support it, fp32 elsewhere; other names pass through."""
     if name != "auto":
         return name
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return "bf16" if not cpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -75,7 +75,7 @@ def _accelerator(cfg: PretrainConfig):
     # told it is on CPU; without this every process would silently train alone.
     launched = os.environ.get("LOCAL_RANK") is not None
     cpu = t.cpu or (launched and not _has_accelerator())
-    return Accelerator(cpu=cpu, mixed_precision=resolve_precision(t.mixed_precision),
+    return Accelerator(cpu=cpu, mixed_precision=resolve_precision(t.mixed_precision, cpu),
                        gradient_accumulation_steps=t.grad_accum, log_with=t.log_with,
                        project_dir=str(t.output_dir), step_scheduler_with_optimizer=False)
 

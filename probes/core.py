@@ -19,13 +19,17 @@ import torch.nn.functional as F
 
 from cwm.errors import ConfigError
 from probes import fields, occlusion as occ
-from probes.jacobian import (DEFAULT_FD_EPS, FrameFunction, auto_chunk_size, bump_inside_fraction,
+from probes.jacobian import (DEFAULT_FD_EPS, MODES, FrameFunction, auto_chunk_size, bump_inside_fraction,
                              gaussian_bumps, iter_responses, predicted_pixels, probe_masks)
-from probes.packing import Packing, check_max_flow, grid_sources, pack_grid, read_peaks, unpacked
+from probes.packing import (REFINEMENTS, Packing, check_max_flow, grid_sources, pack_grid, read_peaks,
+                            unpacked)
 
-#: Default largest flow searched, as a fraction of the smaller input side. The synthetic suite's
-#: 99th-percentile flow (per axis) reaches 0.124 (64 px) and 0.116 (128 px) of the side.
-DEFAULT_MAX_FLOW_FRACTION = 0.12
+#: Default largest flow searched, per axis, as a fraction of the smaller input side. It sets the
+#: cost: with one source per 8-pixel patch, 0.06 packs every source of a 64 x 64 frame into one
+#: tangent (4 tangents at 128, 16 at 224). On the synthetic suite, whose fastest scenes move 0.12
+#: of the side, the exact oracle's EPE is 0.42 / 0.65 px at 64 / 128 with 0.06, and 0.29 / 0.29
+#: with 0.12 at 1x / 4x the cost (the ECCV method: 1.49 / 2.83). Pass ``max_flow`` for faster motion.
+DEFAULT_MAX_FLOW_FRACTION = 0.06
 #: Frame-1 masks averaged per pair, with disjoint visible patches, so every target is predicted
 #: in at least one (see benchmarks/flow_speed.py for the measured trade-off).
 DEFAULT_NUM_MASKS = 2
@@ -69,6 +73,14 @@ class ProbeOptions:
                 close = difflib.get_close_matches(key, known, 1)
                 raise ConfigError(f"unknown flow option {key!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
         opts = cls(**kwargs)
+        if opts.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)} (got {opts.mode!r})")
+        if opts.refine not in REFINEMENTS:
+            raise ConfigError(f"refine must be one of {', '.join(REFINEMENTS)} (got {opts.refine!r})")
+        if opts.stride is not None and opts.stride < 1:
+            raise ConfigError(f"stride must be >= 1 model pixels (got {opts.stride})")
+        if opts.chunk_size is not None and opts.chunk_size < 1:
+            raise ConfigError(f"chunk_size must be >= 1 (got {opts.chunk_size})")
         occ.check_threshold(opts.occlusion_threshold)
         if opts.max_flow is not None:
             check_max_flow(opts.max_flow)
@@ -85,6 +97,7 @@ class ProbeOutput(NamedTuple):
     flow: torch.Tensor        # [N, B, 2] (dx, dy) from each source to its response peak
     strength: torch.Tensor    # [N, B] |response| summed around the peak (per unit bump)
     coverage: torch.Tensor | None  # [B, H, W] reverse mode: sum of all |J^T u| over frame 0
+    blind: torch.Tensor       # [N, B] bool: the window holds pixels that no mask predicts
 
 
 def probe(predictor, frame0: torch.Tensor, frame1: torch.Tensor, packing: Packing, opts: ProbeOptions,
@@ -132,7 +145,18 @@ def probe(predictor, frame0: torch.Tensor, frame1: torch.Tensor, packing: Packin
                            mass_radius=math.ceil(MASS_RADIUS_SIGMAS * opts.sigma))
         flows[idx], strength[idx] = found.flow.cpu(), found.mass.cpu()
     strength = strength / bump_inside_fraction(centers, size, opts.sigma).to(strength.dtype)[:, None]
-    return ProbeOutput(flows, strength, coverage)
+    return ProbeOutput(flows, strength, coverage, _blind(count == 0, centers, packing.max_flow))
+
+
+def _blind(unseen: torch.Tensor, centers: torch.Tensor, max_flow: float) -> torch.Tensor:
+    """``[N, B]`` True where a source's window ``|q - p| <= max_flow`` holds a pixel of
+    ``unseen [B, H, W]`` (revealed in every mask, so a response landing there is invisible)."""
+    r = math.ceil(max_flow)
+    near = F.max_pool2d(unseen[:, None].float(), 2 * r + 1, 1, r)[:, 0].cpu()  # (B, H, W)
+    px = centers.round().long()
+    px[:, 0].clamp_(0, unseen.shape[-1] - 1)
+    px[:, 1].clamp_(0, unseen.shape[-2] - 1)
+    return near[:, px[:, 1], px[:, 0]].T > 0
 
 
 def grid_probe(predictor, f0: torch.Tensor, f1: torch.Tensor, stride: int, max_flow: float,
@@ -153,8 +177,13 @@ def grid_probe(predictor, f0: torch.Tensor, f1: torch.Tensor, stride: int, max_f
     b = f0.shape[0]
     flow = out.flow.permute(1, 0, 2).reshape(b, gh, gw, 2)
     score = occ.normalised_scores(out.strength).T.reshape(b, gh, gw)
+    weak = score < opts.occlusion_threshold
+    # A weak source whose response may have fallen in a patch every mask reveals is unknown, not
+    # occluded: it takes its neighbours' score, as it takes their flow.
+    unknown = weak & out.blind.T.reshape(b, gh, gw)
+    score = fields.fill_holes(score[..., None], ~unknown)[..., 0]
     if opts.fill_occluded:
-        flow = fields.fill_holes(flow, score >= opts.occlusion_threshold)
+        flow = fields.fill_holes(flow, ~weak)
     dense = fields.upsample_grid(torch.cat([flow, score[..., None]], -1), stride)
     if mode != "vjp":
         return dense[..., :2], dense[..., 2]

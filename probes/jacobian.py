@@ -23,16 +23,17 @@ import math
 from collections.abc import Callable, Iterator
 
 import torch
+import torch.autograd.forward_ad as fwAD
 
 from cwm.errors import ConfigError
 from cwm.masking import last_frame_mask
 from cwm.model import math_attention
 
-#: Automatic chunking: tangent items per engine call = (AUTO_CHUNK_TOKENS / tokens)^2, between 1
-#: and MAX_AUTO_CHUNK, for a model of ``tokens = num_frames * h * w`` tokens. Attention scores grow
-#: with tokens^2; for the ViT-B/8 shape at 224 x 224 (1568 tokens, about 0.5 GB per item in
-#: forward mode on CPU) this gives 4 items per call (benchmarks/flow_speed.py --memory).
-AUTO_CHUNK_TOKENS = 3200
+#: Automatic chunking: tangent items per engine call = AUTO_CHUNK_TOKEN_ITEMS / tokens, between 1
+#: and MAX_AUTO_CHUNK, for a model of ``tokens = num_frames * h * w`` tokens. Forward mode through
+#: a ViT on CPU holds about 0.3 MB per token per item (measured: 150 MB per item for small_128,
+#: 512 tokens; 0.5 GB for the ViT-B/8 shape at 224 x 224, 1568 tokens), so a call stays near 2 GB.
+AUTO_CHUNK_TOKEN_ITEMS = 6400
 MAX_AUTO_CHUNK = 64
 #: Step of the finite-difference mode, in intensity units of [0, 1] images times the tangent.
 DEFAULT_FD_EPS = 1e-2
@@ -70,9 +71,9 @@ class FrameFunction:
 
 
 def auto_chunk_size(predictor) -> int:
-    """Tangent items per engine call for ``predictor`` (see :data:`AUTO_CHUNK_TOKENS`)."""
+    """Tangent items per engine call for ``predictor`` (see :data:`AUTO_CHUNK_TOKEN_ITEMS`)."""
     tokens = predictor.num_frames * predictor.grid[0] * predictor.grid[1]
-    return int(min(MAX_AUTO_CHUNK, max(1, (AUTO_CHUNK_TOKENS / tokens) ** 2)))
+    return int(min(MAX_AUTO_CHUNK, max(1, AUTO_CHUNK_TOKEN_ITEMS // tokens)))
 
 
 def probe_masks(batch: int, num_frames: int, grid: tuple[int, int], num_masks: int, visible: float,
@@ -146,12 +147,14 @@ def bump_inside_fraction(centers: torch.Tensor, size: tuple[int, int], sigma: fl
 
 def _jvp_chunk(fn: FrameFunction, primal: torch.Tensor, tangents: torch.Tensor, batching: str) -> torch.Tensor:
     """``J v`` for tangents ``[n, B, 3, H, W]`` -> ``[n, B, 3, H, W]``."""
-    if batching == "vmap":
+    n = tangents.shape[0]
+    if batching == "vmap" and n > 1:
         # Unbatched primal under vmap: the primal pass runs once, only tangents are batched.
         return torch.func.vmap(lambda t: torch.func.jvp(fn, (primal,), (t,))[1])(tangents)
-    n = tangents.shape[0]
-    x = primal.repeat(n, 1, 1, 1)
-    out = torch.func.jvp(fn.tile(n), (x,), (tangents.reshape(x.shape),))[1]
+    # One tangent per item of the (repeated) batch: dual numbers, the lightest forward-mode API.
+    tiled, x = fn.tile(n), primal.repeat(n, 1, 1, 1)
+    with fwAD.dual_level():
+        out = fwAD.unpack_dual(tiled(fwAD.make_dual(x, tangents.reshape(x.shape)))).tangent
     return out.reshape(tangents.shape)
 
 

@@ -46,6 +46,16 @@ def _shift_matrix(shift: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tens
     return torch.zeros(*pos.shape, n, dtype=dtype, device=shift.device).scatter_add(2, idx, weights)
 
 
+def _shift_whole(img: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """``img [B, C, H, W]`` moved by whole pixels ``d [B, 2]`` (border-replicated): a gather."""
+    b, c, h, w = img.shape
+    d = d.long()
+    rows = (torch.arange(h, device=img.device)[None] - d[:, 1:2]).clamp(0, h - 1)  # (B, H)
+    cols = (torch.arange(w, device=img.device)[None] - d[:, 0:1]).clamp(0, w - 1)  # (B, W)
+    idx = (rows[:, :, None] * w + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
+    return torch.gather(img.reshape(b, c, h * w), 2, idx).reshape(b, c, h, w)
+
+
 class _OracleBase:
     """Shared probe attributes: model size = the instance/flow map's size."""
 
@@ -100,17 +110,27 @@ class RigidObjectsOracle(_OracleBase):
         return self._render(f0, disp.reshape(b, k, 2))
 
     def _render(self, f0: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
-        """Frame 0 with object ``o`` moved by ``disp[:, o]`` (``[B, K, 2]``), z-ordered (see class doc)."""
+        """Frame 0 with object ``o`` moved by ``disp[:, o]`` (``[B, K, 2]``), z-ordered (see class doc).
+
+        Each move is the whole-pixel shift plus a first-order step for the rest: exact in value
+        at the whole-pixel displacements exact matches give, with the central-difference
+        derivative in ``disp`` (as :func:`shift_image`), and much cheaper.
+        """
         b, k = disp.shape[:2]
         pred = f0.detach().mean(dim=(2, 3), keepdim=True).expand_as(f0)  # fill of vacated areas
         zbuf = torch.full((b, 1, *self.size), -1.0, device=f0.device)
-        moving = (disp.detach().norm(dim=2) > 1e-6).float()  # (B, K)
+        whole = torch.round(disp.detach())  # (B, K, 2)
+        moving = (whole.abs().sum(2) > 0).float()
         for o in range(k):
-            here = (self.index == o).float()[None, None].expand(b, 1, -1, -1)
-            cover = shift_image(here, torch.round(disp[:, o].detach())) > 0.5  # (B, 1, H, W)
+            here = (self.index == o).to(f0.dtype)[None, None].expand(b, 1, -1, -1)
+            cover = _shift_whole(here, whole[:, o]) > 0.5  # (B, 1, H, W)
             z = (moving[:, o] * k + o).view(b, 1, 1, 1)
             on_top = cover & (z > zbuf)
-            pred = torch.where(on_top, shift_image(f0, disp[:, o]), pred)
+            base = _shift_whole(f0, whole[:, o])
+            gy, gx = torch.gradient(base, dim=(2, 3))
+            rest = (disp[:, o] - whole[:, o]).to(f0.dtype)  # (B, 2), about 0 for exact matches
+            moved = base - gx * rest[:, 0, None, None, None] - gy * rest[:, 1, None, None, None]
+            pred = torch.where(on_top, moved, pred)
             zbuf = torch.where(on_top, z.expand_as(zbuf), zbuf)
         return pred
 
@@ -122,9 +142,11 @@ class RigidObjectsOracle(_OracleBase):
         top, left = patch // gw * p, patch % gw * p  # search-window origins in padded coordinates
         span = torch.arange(p + 2 * r, device=f0.device)
         v = len(item)
-        region = pad0.detach()[item[:, None, None], :, (top[:, None] + span)[:, :, None],
-                                (left[:, None] + span)[:, None, :]].permute(0, 3, 1, 2)  # (V, 3, p+2r, p+2r)
-        kernel = unpatchify(target.detach()[:, None], p, (1, 1))  # (V, 3, p, p)
+        # float64: the expansion below cancels, and float32 rounding would let a flat region's
+        # wrong offset beat the exact one.
+        region = pad0.detach().double()[item[:, None, None], :, (top[:, None] + span)[:, :, None],
+                                         (left[:, None] + span)[:, None, :]].permute(0, 3, 1, 2)  # (V, 3, p+2r, p+2r)
+        kernel = unpatchify(target.detach().double()[:, None], p, (1, 1))  # (V, 3, p, p)
         # Mean squared error against every window, as sum(S^2) - 2 sum(S T) + sum(T^2): one grouped conv.
         cross = F.conv2d(region.reshape(1, v * 3, *region.shape[2:]), kernel, groups=v)[0]  # (V, 2r+1, 2r+1)
         energy = F.avg_pool2d(region.square().sum(1, keepdim=True), p, 1)[:, 0] * p * p

@@ -15,10 +15,10 @@ Lucas-Kanade normal equations over a small window). It costs one JVP per point a
 of a flow probe per poke, but needs texture: in a uniform region the flow derivative is not
 observable and the affinity falls to 0.
 
-Automatic mode (``points=None``) first scans a grid of candidate points with one cheap poke each,
-scores how *movable* each is (the mean affinity of the patches around it), then segments the most
-movable candidate that no segment explains yet, and repeats until the segments cover
-``coverage`` of everything any scan poke moved.
+Automatic mode (``points=None``) first scans a grid of candidate points with one cheap poke each
+(by default the Jacobian one), scores how *movable* each is (how far its poke spread beyond the
+poked patch), then segments the most movable candidate that no segment explains yet, and repeats
+until the segments cover ``coverage`` of the movable candidates.
 
 Example (numpy uint8 image, ``(x, y)`` pixel points; masks come back at the input's size)::
 
@@ -74,10 +74,13 @@ class SegmentConfig:
             (``max_flow`` defaults to 1.5x the largest poke).
         jacobian_window: side of the brightness-constancy window (pixels, odd).
         seed: base seed of anchor choice.
-        chunk_size: counterfactuals per batched predictor call.
+        chunk_size: most predictor items (counterfactuals, tangents) per batched call.
+        scan: automatic mode: how candidates are scored, ``"jacobian"`` (2 JVPs each) or
+            ``"poke"`` (one poke and a flow probe each, about 16 times the cost).
         candidate_stride: automatic mode: candidate points every this many patches.
         min_movability: automatic mode: candidates less movable than this are not segmented.
-        coverage: automatic mode: stop once segments explain this fraction of the moved area.
+        coverage: automatic mode: stop once the segments tried cover this fraction of the movable
+            candidates (1: try until every movable candidate is inside some segment).
         max_segments: automatic mode: at most this many segments.
         min_area, max_area: automatic mode: segments outside this fraction of the image are
             dropped (the upper bound drops the background, which a poke can move as a whole).
@@ -95,17 +98,19 @@ class SegmentConfig:
     jacobian_window: int = 3
     seed: int = 0
     chunk_size: int = 32
-    candidate_stride: int = 2
+    scan: str = "jacobian"
+    candidate_stride: int = 1
     min_movability: float = 0.5
-    coverage: float = 0.9
+    coverage: float = 1.0
     max_segments: int = 8
     min_area: float = 0.002
     max_area: float = 0.5
     dedup_iou: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.method not in ("poke", "jacobian"):
-            raise ConfigError(f"method must be 'poke' or 'jacobian' (got {self.method!r})")
+        for name in ("method", "scan"):
+            if getattr(self, name) not in ("poke", "jacobian"):
+                raise ConfigError(f"{name} must be 'poke' or 'jacobian' (got {getattr(self, name)!r})")
         if self.directions < 1 or self.seeds < 1 or self.anchors < 0 or not self.magnitudes:
             raise ConfigError("directions and seeds must be >= 1, anchors >= 0, magnitudes non-empty")
         if any(m <= 0 for m in self.magnitudes):
@@ -279,6 +284,8 @@ def _displacements(patch: int, cfg: SegmentConfig, base: bool) -> list[tuple[int
 def _make_poke(predictor, point, d, seed_key, cfg: SegmentConfig) -> _Poke:
     h, w = predictor.size
     x, y = float(point[0]), float(point[1])
+    if not (0 <= x + d[0] <= w - 1 and 0 <= y + d[1] <= h - 1):
+        d = (-d[0], -d[1])  # near the border, poke the other way rather than off the image
     tx, ty = np.clip(x + d[0], 0, w - 1), np.clip(y + d[1], 0, h - 1)
     d = (int(round(tx - x)), int(round(ty - y)))
     target = _patch_of(predictor, x + d[0], y + d[1])
@@ -289,12 +296,15 @@ def _make_poke(predictor, point, d, seed_key, cfg: SegmentConfig) -> _Poke:
     dist[[source, target]] = -1.0  # never hold the poked patch or its target
     count = min(cfg.anchors, gh * gw - 2)
     far = np.flatnonzero(dist >= cfg.anchor_distance * math.hypot(h, w))
-    rng = np.random.default_rng(list(seed_key))
-    if len(far) >= count:
-        anchors = rng.choice(far, count, replace=False)
-    else:
-        anchors = np.argsort(-dist, kind="stable")[:count]
-    return _Poke((x, y), d, target, tuple(sorted(int(a) for a in anchors)))
+    if len(far) < count:
+        far = np.argsort(-dist, kind="stable")[:count]
+    # A random far patch, then each next one as far as possible from those chosen: spread-out
+    # anchors rarely all land on one object (which would leave the background free to move).
+    anchors = [int(np.random.default_rng(list(seed_key)).choice(far))] if count else []
+    while len(anchors) < count:
+        gap = np.min([np.hypot(*(centres[far] - centres[a]).T) for a in anchors], axis=0)
+        anchors.append(int(far[np.argmax(gap)]))
+    return _Poke((x, y), d, target, tuple(sorted(anchors)))
 
 
 def _patch_of(predictor, x: float, y: float) -> int:
@@ -337,20 +347,24 @@ def _poke_maps(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], cfg: Segment
 
     longest = max(math.hypot(*pk.d) for pk in pokes)
     options = {**DEFAULT_FLOW_OPTIONS, "max_flow": math.ceil(1.5 * longest), **cfg.flow}
-    maps = []
-    for start in range(0, len(pokes), cfg.chunk_size):
+    preds = []
+    for start in range(0, len(pokes), cfg.chunk_size):  # every counterfactual, batched
         chunk = pokes[start:start + cfg.chunk_size]
         d = torch.tensor([pk.d for pk in chunk], dtype=f0.dtype, device=f0.device)
         with torch.no_grad():
-            preds = predictor.predict_fn(*_inputs(predictor, f0, chunk, d)).float().clamp(0, 1)
-        # One batched flow probe for the chunk: frame 0 against each counterfactual prediction.
-        results = flow_probe(predictor, f0.expand(len(chunk), -1, -1, -1), preds, **options)
-        for pk, res in zip(chunk, results):
+            preds.append(predictor.predict_fn(*_inputs(predictor, f0, chunk, d)).float().clamp(0, 1))
+    preds = torch.cat(preds)
+    # Batched flow probes, frame 0 against each prediction; each pair costs num_masks items.
+    step = max(1, cfg.chunk_size // int(options.get("num_masks", 1)))
+    maps = []
+    for start in range(0, len(pokes), step):
+        chunk = preds[start:start + step]
+        results = flow_probe(predictor, f0.expand(len(chunk), -1, -1, -1), chunk, **options)
+        for pk, res in zip(pokes[start:start + step], results):
             dd = np.asarray(pk.d, np.float64)
             # A pixel the moved object covers did not move with it (its filled-in flow would say so).
-            along = np.where(res.occlusion, 0.0, res.flow @ dd / max(dd @ dd, 1e-12))
-            maps.append(along)  # (H, W) at model size
-    return np.stack(maps)
+            maps.append(np.where(res.occlusion, 0.0, res.flow @ dd / max(dd @ dd, 1e-12)))
+    return np.stack(maps)  # (N, H, W) at model size
 
 
 def _jacobian_maps(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], cfg: SegmentConfig) -> np.ndarray:
@@ -361,9 +375,9 @@ def _jacobian_maps(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], cfg: Seg
     """
     from cwm.model import math_attention
 
-    maps = []
-    for start in range(0, len(pokes), cfg.chunk_size):
-        chunk = pokes[start:start + cfg.chunk_size]
+    maps, step = [], max(1, cfg.chunk_size // 2)  # two tangents per poke
+    for start in range(0, len(pokes), step):
+        chunk = pokes[start:start + step]
         n = len(chunk)
         d0 = torch.tensor([pk.d for pk in chunk] * 2, dtype=f0.dtype, device=f0.device)
         tangent = torch.zeros_like(d0)
@@ -406,29 +420,28 @@ def _automatic(predictor, f0: torch.Tensor, cfg: SegmentConfig) -> tuple[np.ndar
     stride = max(1, cfg.candidate_stride)
     cands = np.array([((j + 0.5) * p - 0.5, (i + 0.5) * p - 0.5)
                       for i in range(stride // 2, gh, stride) for j in range(stride // 2, gw, stride)])
-    scan_cfg = dataclasses.replace(cfg, magnitudes=(max(cfg.magnitudes),), directions=1, seeds=1)
+    scan_cfg = dataclasses.replace(cfg, method=cfg.scan, magnitudes=(max(cfg.magnitudes),), directions=1, seeds=1)
     pokes, scan = _scan(predictor, f0, cands, scan_cfg)  # (C, H, W)
     movability = np.array([_movability(predictor, a, pk) for a, pk in zip(scan, pokes)])
-    moved = scan.max(0) >= 0.5
+    movable = np.flatnonzero(movability >= cfg.min_movability)
+    pixels = np.round(cands[:, ::-1]).astype(int)  # (row, col) of each candidate
     explained = np.zeros(predictor.size, bool)
     found_points, found_maps, kept = [], [], []
-    for c in np.argsort(-movability, kind="stable"):
-        if movability[c] < cfg.min_movability or len(kept) >= cfg.max_segments:
+    for c in movable[np.argsort(-movability[movable], kind="stable")]:
+        if len(kept) >= cfg.max_segments or explained[tuple(pixels[movable].T)].mean() >= cfg.coverage:
             break
-        x, y = cands[c]
-        if explained[int(round(y)), int(round(x))]:
+        if explained[tuple(pixels[c])]:
             continue
         raw = point_affinity(predictor, f0, cands[c:c + 1], cfg)[0]
         norm = _normalise(raw)
         mask = norm >= _threshold(norm, cfg.threshold)
+        mask[tuple(pixels[c])] = True  # explained by trying, whatever the threshold kept
         explained |= mask
-        area = mask.mean()
+        area = mask.mean()  # too large: the background, which a poke can move as a whole
         if cfg.min_area <= area <= cfg.max_area and all(_iou(mask, k) <= cfg.dedup_iou for k in kept):
             kept.append(mask)
             found_points.append(cands[c])
             found_maps.append(raw)
-        if moved.any() and (explained & moved).sum() >= cfg.coverage * moved.sum():
-            break
     h, w = predictor.size
     return (np.array(found_points, np.float64).reshape(-1, 2),
             np.array(found_maps, np.float32).reshape(-1, h, w))

@@ -18,6 +18,7 @@ from probes.packing import pack_grid, pack_points, read_peaks
 
 EPE_MAX = 0.25   # px, issue 4
 F1_MIN = 0.9
+MAX_FLOW = 6.0   # px: above every case's largest motion (rotation corners: 4.7)
 MODES = ("jvp", "vjp", "fd")
 
 
@@ -34,7 +35,7 @@ def cases():
 @pytest.mark.parametrize("name", ["translation", "rotation", "two_objects"])
 def test_oracle_flow_and_occlusion_exact(cases, name, mode):
     case = cases[name]
-    res = flow(case.oracle, case.frame0, case.frame1, mode=mode, stride=1)
+    res = flow(case.oracle, case.frame0, case.frame1, mode=mode, stride=1, max_flow=MAX_FLOW)
     assert res.flow.shape == (64, 64, 2) and res.flow.dtype == np.float32
     assert res.occlusion.shape == (64, 64) and res.occlusion.dtype == bool
     epe = metrics.flow_metrics(res.flow, case.flow, case.occlusion)
@@ -46,7 +47,7 @@ def test_oracle_flow_and_occlusion_exact(cases, name, mode):
 @pytest.mark.parametrize("name", ["translation", "rotation"])
 def test_oracle_dense_patch_grid_default_stride(cases, name):
     case = cases[name]  # one source per 8x8 patch, upsampled: exact for affine motion
-    res = flow(case.oracle, case.frame0, case.frame1)
+    res = flow(case.oracle, case.frame0, case.frame1, max_flow=MAX_FLOW)
     assert metrics.flow_metrics(res.flow, case.flow, case.occlusion)["epe_noc"] < EPE_MAX
 
 
@@ -70,8 +71,8 @@ def test_user_resolution_and_batches(cases):
 
 def test_packing_costs_no_accuracy(cases):
     case = cases["rotation"]
-    packed = flow(case.oracle, case.frame0, case.frame1, stride=4)
-    single = flow(case.oracle, case.frame0, case.frame1, stride=4, pack=False)
+    packed = flow(case.oracle, case.frame0, case.frame1, stride=4, max_flow=MAX_FLOW)
+    single = flow(case.oracle, case.frame0, case.frame1, stride=4, max_flow=MAX_FLOW, pack=False)
     np.testing.assert_allclose(packed.flow, single.flow, atol=1e-4)
 
 
@@ -154,13 +155,26 @@ def test_track_points(cases):
 
 def test_consistency_option_and_evaluation_hooks(cases):
     case = cases["two_objects"]
-    res = flow(case.oracle, case.frame0, case.frame1, stride=1, consistency=True)
+    res = flow(case.oracle, case.frame0, case.frame1, stride=1, max_flow=MAX_FLOW, consistency=True)
     # The forward-backward check adds a few false positives at motion edges (measured F1 0.83).
     assert metrics.occlusion_metrics(res.occlusion, case.occlusion)["f1"] > 0.75
-    est = flow_method(case.oracle, stride=2)(case.frame0, case.frame1)
+    est = flow_method(case.oracle, stride=2, max_flow=MAX_FLOW)(case.frame0, case.frame1)
     assert metrics.flow_metrics(est, case.flow, case.occlusion)["epe_noc"] < EPE_MAX
-    occ = occlusion_method(case.oracle, stride=1)(case.frame0, case.frame1)
+    occ = occlusion_method(case.oracle, stride=1, max_flow=MAX_FLOW)(case.frame0, case.frame1)
     assert occ.shape == (64, 64)
+
+
+def test_accuracy_harness_with_scene_oracle():
+    from cwm.evaluation import run_flow_suite, run_occlusion_suite
+    from cwm.synthetic import make_scene
+
+    scene = make_scene(1003, (64, 64), preset="objects")
+    case = oracles.scene_case(scene)  # exact oracle of this scene (time-reversed render)
+    wide = 0.12 * 64  # the suite's fastest motions
+    flow_report = run_flow_suite({"cwm": flow_method(case.oracle, stride=2, max_flow=wide)}, [scene])
+    assert flow_report["cwm"]["epe_noc"] < EPE_MAX
+    occ_report = run_occlusion_suite({"cwm": occlusion_method(case.oracle, stride=1, max_flow=wide)}, [scene])
+    assert occ_report["cwm"]["f1"] > 0.8
 
 
 def test_results_save_and_visualize(cases, tmp_path):

@@ -1,0 +1,202 @@
+"""Cost of Spelke segments: forward passes and JVPs per point-prompted segment and per automatic
+segmentation, at 64 and 128 px, for the poke protocol and its Jacobian variant.
+
+For each size (64: variant tiny_64, 128: small_128, random weights unless --weights names a
+checkpoint of that size) one synthetic image is segmented:
+  point      one point-prompted segment (the most interior pixel of an object);
+  auto       automatic segmentation with the model (with random weights the number of segments
+             it keeps is arbitrary, so the cost is reported with the count);
+  auto_oracle the same protocol on the rigid-objects oracle of the scene (probes.oracles_segments,
+             patch size of the model), whose segment count is the scene's object count.
+Counts are predictor items (batch entries) by kind, from ``SegmentResult.cost``. Forward
+equivalents weigh each JVP item by the measured JVP/forward time per batched item; seconds are
+the best of --repeats runs (wall and this process's CPU time). With --accuracy, the oracle's
+point-prompted IoU on synthetic scenes compares the two methods (and the poke protocol at a finer
+flow stride).
+
+    python benchmarks/segment_speed.py --out segment_speed.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
+
+from cwm import metrics  # noqa: E402
+from cwm.config import get_variant  # noqa: E402
+from cwm.masking import make_mask  # noqa: E402
+from cwm.model import build_model, math_attention  # noqa: E402
+from cwm.predictor import CWMPredictor  # noqa: E402
+from cwm.synthetic import make_scene  # noqa: E402
+from probes.oracles_segments import RigidObjectsOracle  # noqa: E402
+from probes.segments import segment  # noqa: E402
+
+VARIANTS = {64: "tiny_64", 128: "small_128"}
+METHODS = ("poke", "jacobian")
+SPEED_SEED = 7
+ACCURACY_SEEDS = (11, 23, 37, 41, 59, 67)
+ACCURACY_RUNS = {"jacobian": {"method": "jacobian"}, "poke": {"method": "poke"},
+                 "poke_stride2": {"method": "poke", "flow": {"stride": 2}}}
+
+
+def interior_points(instances: np.ndarray) -> tuple[list[int], list[tuple[int, int]]]:
+    """Object ids present (background 0 left out) and the most interior pixel ``(x, y)`` of each."""
+    from scipy.ndimage import distance_transform_edt
+
+    ids = [int(i) for i in np.unique(instances) if i != 0]
+    points = []
+    for i in ids:
+        y, x = np.unravel_index(np.argmax(distance_transform_edt(instances == i)), instances.shape)
+        points.append((int(x), int(y)))
+    return ids, points
+
+
+def unit_costs(predictor, repeats: int = 5) -> dict:
+    """Seconds of one batch-1 forward, and per item of batched forwards and (vmapped) JVPs."""
+    h, w = predictor.size
+    x = torch.rand(1, 3, predictor.num_frames, h, w)
+    mask = make_mask(1, predictor.num_frames, predictor.grid, 0.9, seed=0)
+    n = 8
+
+    def best(fn):
+        fn()
+        return min(_timed(fn)[0] for _ in range(repeats))
+
+    with torch.no_grad():
+        fwd = best(lambda: predictor.predict_fn(x, mask))
+        fwd_item = best(lambda: predictor.predict_fn(x.repeat(n, 1, 1, 1, 1), mask.repeat(n, 1))) / n
+    tangents = torch.randn(n, *x.shape)
+    with math_attention():
+        jvp_item = best(lambda: torch.func.vmap(
+            lambda t: torch.func.jvp(lambda v: predictor.predict_fn(v, mask), (x,), (t,))[1])(tangents)) / n
+    return {"forward_s": fwd, "forward_per_item_s": fwd_item, "jvp_per_item_s": jvp_item,
+            "jvp_over_forward": jvp_item / fwd_item}
+
+
+def _timed(fn):
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - wall, time.process_time() - cpu, out
+
+
+def measure(fn, costs: dict, repeats: int) -> dict:
+    """Best-of-``repeats`` seconds and the work counts of ``fn() -> SegmentResult``."""
+    runs = [_timed(fn) for _ in range(repeats)]
+    wall, cpu, res = min(runs, key=lambda r: r[0])
+    c = res.cost
+    return {"forwards": c["forwards"], "jvps": c["jvps"], "segments": len(res.masks),
+            "forward_equivalents": c["forwards"] + c["jvps"] * costs["jvp_over_forward"],
+            "seconds": wall, "cpu_seconds": cpu,
+            "forward_equivalents_by_time": wall / costs["forward_s"]}
+
+
+def speed(size: int, weights: str | None, repeats: int) -> dict:
+    torch.manual_seed(0)
+    predictor = (cwm_load(weights) if weights else CWMPredictor(build_model(get_variant(VARIANTS[size])),
+                                                                  device="cpu"))
+    scene = make_scene(SPEED_SEED, (size, size))
+    image = scene.frames[0]
+    _, points = interior_points(scene.instances[0])
+    costs = unit_costs(predictor)
+    oracle = RigidObjectsOracle(_resize_ids(scene.instances[0], predictor.size), patch_size=predictor.patch_size,
+                                max_disp=2 * predictor.patch_size)
+    rows = {}
+    for method in METHODS:
+        rows[f"point/{method}"] = measure(lambda: segment(predictor, image, points[:1], method=method), costs, repeats)
+        rows[f"auto/{method}"] = measure(lambda: segment(predictor, image, method=method), costs, 1)
+        rows[f"auto_oracle/{method}"] = measure(lambda: segment(oracle, image, method=method), costs, 1)
+        rows[f"auto_oracle/{method}"].pop("seconds"), rows[f"auto_oracle/{method}"].pop("cpu_seconds")
+        rows[f"auto_oracle/{method}"].pop("forward_equivalents_by_time")
+    return {"variant": weights or VARIANTS[size], "patch_size": predictor.patch_size,
+            "objects": len(points), "unit_costs": costs, "rows": rows}
+
+
+def cwm_load(weights: str):
+    import cwm
+
+    return cwm.load(weights, device="cpu")
+
+
+def _resize_ids(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(ids.astype(np.int32), (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def accuracy(size: int = 64, patch_size: int = 4) -> dict:
+    """Point-prompted IoU of each method on the rigid-objects oracle of synthetic scenes."""
+    out = {name: {"ious": [], "forwards": 0, "jvps": 0, "points": 0} for name in ACCURACY_RUNS}
+    for seed in ACCURACY_SEEDS:
+        scene = make_scene(seed, (size, size))
+        inst = scene.instances[0]
+        ids, points = interior_points(inst)
+        oracle = RigidObjectsOracle(inst, patch_size=patch_size, max_disp=2 * patch_size)
+        for name, kw in ACCURACY_RUNS.items():
+            res = segment(oracle, scene.frames[0], points, **kw)
+            out[name]["ious"] += [metrics.mask_iou(m, inst == i) for m, i in zip(res.masks, ids)]
+            out[name]["forwards"] += res.cost["forwards"]
+            out[name]["jvps"] += res.cost["jvps"]
+            out[name]["points"] += len(points)
+    return {name: {"mean_iou": float(np.mean(r["ious"])), "min_iou": float(np.min(r["ious"])),
+                   "frac_iou_over_0.9": float(np.mean(np.asarray(r["ious"]) > 0.9)),
+                   "forwards_per_point": r["forwards"] / r["points"], "jvps_per_point": r["jvps"] / r["points"],
+                   "num_points": r["points"]}
+            for name, r in out.items()}
+
+
+def format_table(report: dict) -> str:
+    lines = []
+    for size, entry in report["speed"].items():
+        u = entry["unit_costs"]
+        lines += [f"{size}x{size} ({entry['variant']}, patch {entry['patch_size']}): forward {u['forward_s'] * 1e3:.1f} ms, "
+                  f"per batched item: forward {u['forward_per_item_s'] * 1e3:.1f} ms, JVP {u['jvp_per_item_s'] * 1e3:.1f} ms "
+                  f"(JVP = {u['jvp_over_forward']:.2f} forwards); scene has {entry['objects']} objects",
+                  f"  {'run':<22}{'segments':>9}{'forwards':>10}{'JVPs':>8}{'fwd-equiv':>11}{'seconds':>9}"]
+        for name, row in entry["rows"].items():
+            secs = f"{row['seconds']:.2f}" if "seconds" in row else "-"
+            lines.append(f"  {name:<22}{row['segments']:>9}{row['forwards']:>10}{row['jvps']:>8}"
+                         f"{row['forward_equivalents']:>11.0f}{secs:>9}")
+        lines.append("")
+    if "accuracy" in report:
+        lines += [f"oracle accuracy, point prompts, {report['accuracy_points']} objects at 64 px (patch 4)",
+                  f"  {'method':<14}{'mean IoU':>9}{'min IoU':>9}{'IoU>0.9':>9}{'fwd/pt':>8}{'JVP/pt':>8}"]
+        for name, row in report["accuracy"].items():
+            lines.append(f"  {name:<14}{row['mean_iou']:>9.3f}{row['min_iou']:>9.3f}{row['frac_iou_over_0.9']:>9.2f}"
+                         f"{row['forwards_per_point']:>8.0f}{row['jvps_per_point']:>8.0f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, help="write the report as JSON to this file")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128], choices=sorted(VARIANTS))
+    parser.add_argument("--weights", help="weights to time instead of random ones (one size only)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per point-prompted segment")
+    parser.add_argument("--accuracy", action="store_true", help="also compare the methods' oracle IoU")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    start = time.perf_counter()
+    report = {"threads": torch.get_num_threads(),
+              "speed": {str(s): speed(s, args.weights, args.repeats) for s in args.sizes}}
+    if args.accuracy:
+        report["accuracy"] = accuracy()
+        report["accuracy_points"] = next(iter(report["accuracy"].values()))["num_points"]
+    report["wall_seconds"] = time.perf_counter() - start
+    print(format_table(report))
+    print(f"\nwall time {report['wall_seconds']:.1f} s")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
