@@ -17,7 +17,6 @@ import torch.nn.functional as F
 
 from cwm.frames import resize, to_tensor_pair
 from cwm.masking import last_frame_mask
-from cwm.model import math_attention
 from probes import fields
 
 #: Mask partitions of the ECCV method (``num_samples=5``).
@@ -46,15 +45,15 @@ def official_style_flow(predictor, frame0, frame1, partitions: int = OFFICIAL_PA
         mask = last_frame_mask(last[None], t).to(predictor.device)
         targets = last.nonzero()[:, 0]
 
-        def func(y: torch.Tensor) -> torch.Tensor:
+        def func(y: torch.Tensor, mask: torch.Tensor = mask, targets: torch.Tensor = targets) -> torch.Tensor:
             pert = y.repeat_interleave(p, -2).repeat_interleave(p, -1)[:, None]  # (1, 1, T, H, W)
             pred = predictor.predict_fn(video + pert, mask)  # (1, 3, H, W)
             agg = pred.reshape(1, 3, gh, p, gw, p).mean((3, 5)).sum(1)  # (1, gh, gw)
             return agg.reshape(-1)[targets.to(pred.device)]
 
         y = torch.zeros(1, t, gh, gw, dtype=dtype, device=predictor.device)
-        with math_attention():
-            jac = torch.autograd.functional.jacobian(func, y, vectorize=False)  # (n_t, 1, T, gh, gw)
+        # Reverse mode runs through the fused attention kernel, as the official code does.
+        jac = torch.autograd.functional.jacobian(func, y, vectorize=False)  # (n_t, 1, T, gh, gw)
         reverse += len(targets)
         response = F.relu(jac[:, 0, 0].reshape(len(targets), n))  # w.r.t. the context frame
         src = response.argmax(1).cpu()

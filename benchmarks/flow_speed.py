@@ -8,7 +8,8 @@ synthetic pair:
   (b) finite_difference  one source per forward pass, the default masks of (c);
   (c) packed_jvp         probes.flow.flow with its defaults (packed sources, forward mode);
   (d) packed_fd          for information: (c) with finite differences instead of forward mode;
-  (e) packed_jvp_wide    for information: (c) searching flows up to 0.12 of the side (the
+  (e) packed_jvp_1mask   for information: (c) with one frame-1 mask instead of two;
+  (f) packed_jvp_wide    for information: (c) searching flows up to 0.12 of the side (the
                          suite's fastest motions) instead of the default 0.06, at more tangents.
 Seconds are the best of --repeats interleaved runs (one run for (a), which takes minutes), as
 wall time and as this process's CPU time (less sensitive to other jobs on the machine); the
@@ -28,8 +29,8 @@ import os
 import platform
 import resource
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -58,6 +59,7 @@ FLOW_OPTIONS = {
     "finite_difference": {"mode": "fd", "pack": False},
     "packed_jvp": {},
     "packed_fd": {"mode": "fd"},
+    "packed_jvp_1mask": {"num_masks": 1},
     "packed_jvp_wide": {"max_flow": WIDE_MAX_FLOW_FRACTION},
 }
 METHODS = ("official_style", *FLOW_OPTIONS)
@@ -113,7 +115,7 @@ def pass_counts(name: str, predictor, size: int) -> dict:
         return {"forward": 5, "reverse": 4 * gh * gw}  # every patch is a target in 4 of 5 masks
     fraction = FLOW_OPTIONS[name].get("max_flow", DEFAULT_MAX_FLOW_FRACTION)
     packs = pack_grid((gh, gw), predictor.patch_size, fraction * size).num_packs
-    k = DEFAULT_NUM_MASKS
+    k = FLOW_OPTIONS[name].get("num_masks", DEFAULT_NUM_MASKS)
     if name == "finite_difference":
         return {"forward": k * (gh * gw + 1)}
     if name == "packed_fd":
@@ -254,8 +256,9 @@ def memory(chunks: int) -> dict:
 
 
 def format_table(report: dict) -> str:
-    lines = [f"{'size':>5} {'method':<18} {'wall s':>8} {'cpu s':>8} {'fwd-eq':>8} {'vs (a)':>7} "
-             f"{'cpu vs (a)':>10} {'EPE':>6} {'EPE-noc':>7} {'peak MB':>8}  passes"]
+    header = (f"{'size':>5} {'method':<18} {'wall s':>8} {'cpu s':>8} {'fwd-eq':>8} {'vs (a)':>7} "
+              f"{'cpu vs (a)':>10} {'EPE':>6} {'EPE-noc':>7} {'peak MB':>8}  passes")
+    lines = [header]
     for size, row in report["sizes"].items():
         base, base_cpu = row["official_style"]["seconds"], row["official_style"]["cpu_seconds"]
         for m in METHODS:

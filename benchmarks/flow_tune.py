@@ -2,7 +2,8 @@
 
 - ``--what occlusion``: the occlusion threshold, with the exact oracle of each scene
   (probes.oracles.scene_case): pooled occlusion F1 per threshold, for per-pixel sources and for
-  the default patch-grid sources.
+  the default patch-grid sources, searching the suite's whole motion range (max_flow 0.12 of the
+  side) so that the threshold separates occluded from visible responses, not aliased ones.
 - ``--what masks --weights NAME_OR_PATH``: EPE of a trained model for numbers of frame-1 masks
   and visible fractions (random weights make this meaningless, so weights are required).
 
@@ -22,11 +23,12 @@ import torch
 from cwm import metrics
 from cwm.evaluation import default_suite, make_suite_scenes
 from probes import oracles
-from probes.core import DEFAULT_MAX_FLOW_FRACTION, ProbeOptions, grid_probe
+from probes.core import ProbeOptions, grid_probe
 from probes.flow import flow
 
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 NUM_MASKS = (1, 2, 4)
+SUITE_MAX_FLOW_FRACTION = 0.12  # the suite's fastest motions, per axis, as a fraction of the side
 VISIBLE = (0.01, 0.05, 0.1, 0.25)
 
 
@@ -45,7 +47,7 @@ def tune_occlusion(scenes, strides=(1, 8)) -> dict:
         for scene in scenes:
             case = oracles.scene_case(scene)
             f0, f1 = (torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for f in scene.pair(0))
-            max_flow = DEFAULT_MAX_FLOW_FRACTION * min(scene.size)
+            max_flow = SUITE_MAX_FLOW_FRACTION * min(scene.size)
             fwd, score = grid_probe(case.oracle, f0, f1, stride, max_flow, ProbeOptions(), "jvp")
             leaves = _leaves(fwd)[0].numpy()
             for t in THRESHOLDS:

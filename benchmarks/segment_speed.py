@@ -109,9 +109,10 @@ def speed(size: int, weights: str | None, repeats: int) -> dict:
                                 max_disp=2 * predictor.patch_size)
     rows = {}
     for method in METHODS:
-        rows[f"point/{method}"] = measure(lambda: segment(predictor, image, points[:1], method=method), costs, repeats)
-        rows[f"auto/{method}"] = measure(lambda: segment(predictor, image, method=method), costs, 1)
-        rows[f"auto_oracle/{method}"] = measure(lambda: segment(oracle, image, method=method), costs, 1)
+        rows[f"point/{method}"] = measure(lambda m=method: segment(predictor, image, points[:1], method=m),
+                                          costs, repeats)
+        rows[f"auto/{method}"] = measure(lambda m=method: segment(predictor, image, method=m), costs, 1)
+        rows[f"auto_oracle/{method}"] = measure(lambda m=method: segment(oracle, image, method=m), costs, 1)
         rows[f"auto_oracle/{method}"].pop("seconds"), rows[f"auto_oracle/{method}"].pop("cpu_seconds")
         rows[f"auto_oracle/{method}"].pop("forward_equivalents_by_time")
     return {"variant": weights or VARIANTS[size], "patch_size": predictor.patch_size,
@@ -155,9 +156,10 @@ def format_table(report: dict) -> str:
     lines = []
     for size, entry in report["speed"].items():
         u = entry["unit_costs"]
-        lines += [f"{size}x{size} ({entry['variant']}, patch {entry['patch_size']}): forward {u['forward_s'] * 1e3:.1f} ms, "
-                  f"per batched item: forward {u['forward_per_item_s'] * 1e3:.1f} ms, JVP {u['jvp_per_item_s'] * 1e3:.1f} ms "
-                  f"(JVP = {u['jvp_over_forward']:.2f} forwards); scene has {entry['objects']} objects",
+        lines += [(f"{size}x{size} ({entry['variant']}, patch {entry['patch_size']}): forward "
+                   f"{u['forward_s'] * 1e3:.1f} ms, per batched item: forward {u['forward_per_item_s'] * 1e3:.1f} ms, "
+                   f"JVP {u['jvp_per_item_s'] * 1e3:.1f} ms (JVP = {u['jvp_over_forward']:.2f} forwards); "
+                   f"scene has {entry['objects']} objects"),
                   f"  {'run':<22}{'segments':>9}{'forwards':>10}{'JVPs':>8}{'fwd-equiv':>11}{'seconds':>9}"]
         for name, row in entry["rows"].items():
             secs = f"{row['seconds']:.2f}" if "seconds" in row else "-"

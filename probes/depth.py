@@ -30,8 +30,7 @@ views and refuses two identical frames.
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +110,8 @@ def depth(predictor, frame0, frame1, stereo: bool = False, motion: str = "homogr
         frame0, frame1: one pair (numpy uint8 ``[H, W, 3]`` or torch ``[3, H, W]``), same size.
         stereo: a rectified stereo pair, ``frame1`` the right view (see the module docstring).
         motion: general mode: the dominant motion removed, one of :data:`MOTIONS`.
-        flow_options: keyword arguments of :func:`probes.flow.flow`.
+        flow_options: keyword arguments of :func:`probes.flow.flow`; raise ``max_flow`` (input
+            pixels) when the largest disparity or parallax may exceed the probe's default.
     Raises:
         InputError: a batch, frames of different sizes, or two identical frames.
         ConfigError: an unknown ``motion``.
@@ -120,7 +120,7 @@ def depth(predictor, frame0, frame1, stereo: bool = False, motion: str = "homogr
 
     if motion not in MOTIONS:
         raise ConfigError(f"motion must be one of {MOTIONS} (got {motion!r})")
-    t0, t1, batch = to_tensor_pair(frame0, frame1)
+    t0, t1, _ = to_tensor_pair(frame0, frame1)
     if t0.shape[0] != 1:
         raise InputError(f"depth takes one frame pair, not a batch of {t0.shape[0]}")
     if bool((t0 == t1).all()):

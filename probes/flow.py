@@ -25,7 +25,8 @@ import torch
 
 from cwm.errors import ConfigError, InputError
 from cwm.frames import Batch, check_points, resize, scale_points, to_tensor_pair
-from probes import fields, occlusion as occ
+from probes import fields
+from probes import occlusion as occ
 from probes.core import DEFAULT_MAX_FLOW_FRACTION, ProbeOptions, grid_probe, probe
 from probes.packing import check_max_flow, pack_points, unpacked
 from probes.results import FlowResult, TrackResult
@@ -88,16 +89,18 @@ def flow(predictor, frame0, frame1, **options) -> FlowResult | list[FlowResult]:
         stride: source spacing in model pixels (must divide the model size); default the patch
             size (one source per patch, upsampled bilinearly); 1 gives per-pixel sources.
         max_flow: largest displacement searched, per axis, in input pixels; default
-            :data:`DEFAULT_MAX_FLOW_FRACTION` of the smaller side. Sources more than
-            ``2 * max_flow`` apart share a tangent, so this sets the cost.
-        num_masks, visible: frame-1 masks averaged (:data:`DEFAULT_NUM_MASKS`) and the fraction
-            of patches each reveals (:data:`DEFAULT_VISIBLE`).
+            :data:`probes.core.DEFAULT_MAX_FLOW_FRACTION` (0.06) of the smaller side. Sources
+            more than ``2 * max_flow`` apart share a tangent, so this sets the cost; larger
+            motions alias (are read at a neighbour's peak).
+        num_masks, visible: frame-1 masks averaged (:data:`probes.core.DEFAULT_NUM_MASKS`, 2)
+            and the fraction of patches each reveals (:data:`probes.core.DEFAULT_VISIBLE`, 0.25).
         mode: "jvp" (forward mode, default), "vjp" (reverse mode: backward flow of frame 1,
             inverted; occlusion by coverage) or "fd" (finite differences, no autograd needed).
-        occlusion_threshold: occluded where peak / typical peak is below it
-            (:data:`probes.occlusion.DEFAULT_OCCLUSION_THRESHOLD`).
+        occlusion_threshold: occluded where strength / typical strength is below it
+            (:data:`probes.occlusion.DEFAULT_OCCLUSION_THRESHOLD`, 0.5), or where the flow
+            leaves the frame.
         consistency: also mark pixels that fail the forward-backward check (costs the other pass).
-        sigma: bump standard deviation in model pixels (:data:`DEFAULT_SIGMA`).
+        sigma: bump standard deviation in model pixels (:data:`probes.core.DEFAULT_SIGMA`, 1).
         refine: sub-pixel peak fit, "gaussian" (default), "quadratic", "centroid" or "none".
         fill_occluded: give occluded sources their neighbours' flow (default True).
         seed: seed of the random masks.

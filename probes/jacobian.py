@@ -20,6 +20,7 @@ oracles (:mod:`probes.oracles`) stand in for a network in tests.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator
 
 import torch
@@ -31,8 +32,9 @@ from cwm.model import math_attention
 
 #: Automatic chunking: tangent items per engine call = AUTO_CHUNK_TOKEN_ITEMS / tokens, between 1
 #: and MAX_AUTO_CHUNK, for a model of ``tokens = num_frames * h * w`` tokens. Forward mode through
-#: a ViT on CPU holds about 0.3 MB per token per item (measured: 150 MB per item for small_128,
-#: 512 tokens; 0.5 GB for the ViT-B/8 shape at 224 x 224, 1568 tokens), so a call stays near 2 GB.
+#: a ViT on CPU holds about 0.3-0.45 MB per token per item (measured: 0.15 GB per item for
+#: small_128, 512 tokens; 0.7 GB for the ViT-B/8 shape at 224 x 224, 1568 tokens, where 4 items
+#: per call peak at 4.0 GB resident in all: benchmarks/flow_speed.py --memory).
 AUTO_CHUNK_TOKEN_ITEMS = 6400
 MAX_AUTO_CHUNK = 64
 #: Step of the finite-difference mode, in intensity units of [0, 1] images times the tangent.
@@ -63,7 +65,7 @@ class FrameFunction:
         frames = [frame0] * (self.predictor.num_frames - 1) + [self.frame1.to(frame0.dtype)]
         return self.predictor.predict_fn(torch.stack(frames, dim=2), self.mask)
 
-    def tile(self, n: int) -> "FrameFunction":
+    def tile(self, n: int) -> FrameFunction:
         """The same function on ``n`` stacked copies of the batch (``[n*B, ...]``, copy-major)."""
         if n == 1:
             return self
@@ -118,14 +120,16 @@ def gaussian_bumps(centers: torch.Tensor, members: list[torch.Tensor], size: tup
         sigma: bump standard deviation in pixels; the peak value is 1.
     """
     h, w = size
-    used = torch.cat(members)
-    local = torch.empty(int(used.max()) + 1, dtype=torch.long)
-    local[used] = torch.arange(len(used))  # only the centres in use get their profiles computed
-    c = centers[used].to(torch.float64)
-    gx = torch.exp(-0.5 * ((torch.arange(w, dtype=torch.float64)[None] - c[:, :1]) / sigma) ** 2)
-    gy = torch.exp(-0.5 * ((torch.arange(h, dtype=torch.float64)[None] - c[:, 1:]) / sigma) ** 2)
-    # A sum of separable bumps: gy[idx]^T @ gx[idx] adds the outer products of the members.
-    maps = torch.stack([gy[local[idx]].T @ gx[local[idx]] for idx in members])  # (P, H, W)
+    longest = max(len(m) for m in members)
+    index = torch.zeros(len(members), longest, dtype=torch.long)
+    valid = torch.zeros(len(members), longest, dtype=torch.float64)
+    for i, m in enumerate(members):  # pad every tangent's member list to the longest
+        index[i, :len(m)], valid[i, :len(m)] = m, 1.0
+    c = centers.to(torch.float64)[index]  # (P, M, 2)
+    gx = torch.exp(-0.5 * ((torch.arange(w, dtype=torch.float64) - c[..., :1]) / sigma) ** 2)  # (P, M, W)
+    gy = torch.exp(-0.5 * ((torch.arange(h, dtype=torch.float64) - c[..., 1:]) / sigma) ** 2)  # (P, M, H)
+    # A sum of separable bumps: gy^T @ gx adds the outer products of each tangent's members.
+    maps = torch.bmm((gy * valid[..., None]).transpose(1, 2), gx)  # (P, H, W)
     return maps.to(dtype)[:, None].expand(-1, 3, -1, -1)
 
 
@@ -196,7 +200,12 @@ def iter_responses(fn: FrameFunction, primal: torch.Tensor, count: int, build: T
     _check_engine_args(mode, batching, chunk_size, fd_eps)
     b = primal.shape[0]
     per_call = max(1, chunk_size // b)
-    with math_attention():
+    with math_attention(), warnings.catch_warnings():
+        # vmap has no batching rule for the masked_scatter in CWM.predict_frame and says so on
+        # every call (its per-item fallback is a small share of the cost); torch's lazily loaded
+        # forward-mode decompositions still use torch.jit.script and warn about it.
+        warnings.filterwarnings("ignore", message=".*batching rule for aten::masked_scatter")
+        warnings.filterwarnings("ignore", message=".*torch.jit.script. is deprecated")
         if mode == "vjp":
             _, vjp_fn = torch.func.vjp(fn, primal)  # one forward pass serves every chunk
         base = None
@@ -207,7 +216,8 @@ def iter_responses(fn: FrameFunction, primal: torch.Tensor, count: int, build: T
             stop = min(count, start + per_call)
             tangents = build(start, stop).to(primal.device, primal.dtype).expand(-1, b, -1, -1, -1).contiguous()
             if mode == "jvp":
-                out = _jvp_chunk(fn, primal, tangents, batching)
+                with torch.no_grad():  # forward mode needs no reverse-mode graph (10-30% faster)
+                    out = _jvp_chunk(fn, primal, tangents, batching)
             elif mode == "vjp":
                 out = torch.func.vmap(vjp_fn)(tangents)[0]
             else:

@@ -22,9 +22,10 @@ import torch
 from cwm.errors import ConfigError
 
 #: Occluded when the response strength is below this fraction of the typical (median) strength.
-#: Chosen on the synthetic suite with each scene's exact oracle (benchmarks/flow_tune.py): pooled
-#: occlusion F1 over thresholds 0.1..0.9 peaks at 0.5, both with per-pixel sources (F1 0.93) and
-#: with the default one source per patch (F1 0.77; thin occlusion bands fall between sources).
+#: Chosen on the full synthetic suite (100 scenes) with each scene's exact oracle, searching its
+#: whole motion range (benchmarks/flow_tune.py): pooled occlusion F1 over thresholds 0.1..0.9
+#: peaks at 0.5, with per-pixel sources (F1 0.93) and with one source per patch (F1 0.76: thin
+#: occlusion bands fall between sources).
 DEFAULT_OCCLUSION_THRESHOLD = 0.5
 _TINY = 1e-12
 

@@ -102,7 +102,7 @@ class WarpOracle:
         return (self.coverage() < threshold).numpy()
 
     @classmethod
-    def from_flow(cls, flow, occluder=None, **kwargs) -> "WarpOracle":
+    def from_flow(cls, flow, occluder=None, **kwargs) -> WarpOracle:
         """An oracle whose forward flow is ``flow [H, W, 2]`` (smooth; see :func:`probes.fields.invert_flow`)."""
         return cls(invert_flow(_as_field(flow, "flow", 2)), occluder, **kwargs)
 

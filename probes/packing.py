@@ -128,7 +128,7 @@ def _gather(maps: torch.Tensor, which: torch.Tensor, ys: torch.Tensor, xs: torch
     ``ys, xs`` are ``[N, M]`` pixels (clamped into the image). Flat indexing, so no per-source
     copy of the maps is made.
     """
-    n, b, h, w = maps.shape
+    _, b, h, w = maps.shape
     pix = ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)
     rows = which[:, None] * b + torch.arange(b, device=maps.device)[None]  # (N, B)
     return maps.reshape(-1)[rows[..., None] * (h * w) + pix[:, None, :]]
@@ -161,7 +161,7 @@ def read_peaks(maps: torch.Tensor, which: torch.Tensor, sources: torch.Tensor, m
     """
     if refine not in REFINEMENTS:
         raise ConfigError(f"refine must be one of {', '.join(REFINEMENTS)} (got {refine!r})")
-    _, b, h, w = maps.shape
+    h, w = maps.shape[-2:]
     which = which.to(maps.device)
     src = sources.to(maps.device, torch.float64)
     off = window_offsets(max_flow).to(maps.device)
@@ -189,7 +189,7 @@ def _refine(maps: torch.Tensor, which: torch.Tensor, px: torch.Tensor, py: torch
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sub-pixel offsets ``dx, dy`` and peak value at integer peaks ``(px, py)`` ``[N, B]``."""
     _, _, h, w = maps.shape
-    n, b = px.shape
+    b = px.shape[1]
     rows = which[:, None] * b + torch.arange(b, device=maps.device)[None]
     flat = maps.reshape(-1)
 

@@ -22,12 +22,11 @@ until the segments cover ``coverage`` of the movable candidates.
 
 Example (numpy uint8 image, ``(x, y)`` pixel points; masks come back at the input's size)::
 
-    import cwm
-    from cwm.io import read_image
+    import cwm, cwm.io
     predictor = cwm.load("default")
-    result = predictor.segment(read_image("still.png"), points=[(40, 30), (90, 64)])
-    result.masks.shape, result.scores          # (2, H, W) bool, [2] float32
-    result.save("segments.png")                # overlay; ".npz" saves the arrays
+    result = predictor.segment(cwm.io.read_image("still.png"), points=[(50, 85), (20, 50)])
+    masks, scores = result.masks, result.scores  # bool [2, H, W] at the image's size, float32 [2]
+    result.save("segments.png")                  # overlay; ".npz" saves the arrays
 """
 from __future__ import annotations
 
@@ -48,7 +47,6 @@ from cwm.errors import ConfigError, InputError
 from cwm.frames import check_points, resize, scale_points, to_tensor
 from cwm.masking import last_frame_mask
 from probes.oracles_segments import shift_image
-
 
 #: Flow-probe options for measuring the counterfactual flow (overridden by ``SegmentConfig.flow``).
 #: The prediction being measured is our own synthetic frame, so revealing a quarter of it costs
@@ -133,7 +131,9 @@ class SegmentResult:
         points: ``[N, 2]`` float32 ``(x, y)`` prompt points (or the chosen ones), input pixels.
         affinity: ``[N, H, W]`` float32 normalised affinity in [0, 1] before thresholding.
         thresholds: ``[N]`` float32 threshold applied to each affinity map.
-        cost: predictor work spent: ``{"forwards": items, "jvps": items, "vjps": items}``.
+        cost: predictor work spent, in batch items: ``{"forwards", "jvps", "vjps"}`` (plain
+            forwards; forward-mode items, one per tangent; forwards that build a reverse-mode
+            graph, whose backward passes are not counted).
         image: the input image, uint8 ``[H, W, 3]`` (for :meth:`visualize`).
     """
 
@@ -162,10 +162,9 @@ class SegmentResult:
         if path.suffix.lower() == ".npz":
             from cwm.atomic import atomic_write
 
-            with atomic_write(path, overwrite=overwrite) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez_compressed(fh, masks=self.masks, scores=self.scores, points=self.points,
-                                        affinity=self.affinity, thresholds=self.thresholds)
+            with atomic_write(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
+                np.savez_compressed(fh, masks=self.masks, scores=self.scores, points=self.points,
+                                    affinity=self.affinity, thresholds=self.thresholds)
             return
         from cwm.io import write_image
 
@@ -219,7 +218,7 @@ def segment(predictor, image, points: Sequence[tuple[float, float]] | None = Non
     masks = up >= thresholds[:, None, None]
     raw = _upsample(affinity, size)
     scores = np.array([float(r[m].mean()) if m.any() else 0.0 for r, m in zip(raw, masks)], np.float32)
-    rgb = (f0[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    rgb = (f0[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
     return SegmentResult(masks=masks, scores=scores, points=np.asarray(user_points, np.float32).reshape(-1, 2),
                          affinity=up.astype(np.float32), thresholds=thresholds, cost=counted.cost(),
                          image=rgb)
@@ -277,7 +276,7 @@ def _displacements(patch: int, cfg: SegmentConfig, base: bool) -> list[tuple[int
             for i in range(cfg.directions):
                 theta = 2 * math.pi * (i + s / cfg.seeds) / cfg.directions
                 length = max(1.0, m * patch)
-                out.append((s, (int(round(length * math.cos(theta))), int(round(length * math.sin(theta))))))
+                out.append((s, (round(length * math.cos(theta)), round(length * math.sin(theta)))))
     return out
 
 
@@ -287,7 +286,7 @@ def _make_poke(predictor, point, d, seed_key, cfg: SegmentConfig) -> _Poke:
     if not (0 <= x + d[0] <= w - 1 and 0 <= y + d[1] <= h - 1):
         d = (-d[0], -d[1])  # near the border, poke the other way rather than off the image
     tx, ty = np.clip(x + d[0], 0, w - 1), np.clip(y + d[1], 0, h - 1)
-    d = (int(round(tx - x)), int(round(ty - y)))
+    d = (round(tx - x), round(ty - y))
     target = _patch_of(predictor, x + d[0], y + d[1])
     source = _patch_of(predictor, x, y)
     gh, gw = predictor.grid
@@ -384,7 +383,7 @@ def _jacobian_maps(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], cfg: Seg
         tangent[:n, 0], tangent[n:, 1] = 1.0, 1.0
         both = list(chunk) * 2
         with math_attention():
-            pred, jac = torch.func.jvp(lambda d: predictor.predict_fn(*_inputs(predictor, f0, both, d)),
+            pred, jac = torch.func.jvp(lambda d, pokes=both: predictor.predict_fn(*_inputs(predictor, f0, pokes, d)),
                                        (d0,), (tangent,))
         pred, jac = pred.detach().float(), jac.detach().float()
         maps.append(_flow_derivative(pred[:n], jac[:n], jac[n:], cfg.jacobian_window))
@@ -454,8 +453,8 @@ def _scan(predictor, f0: torch.Tensor, cands: np.ndarray, cfg: SegmentConfig) ->
     pokes = []
     for c, pt in enumerate(cands):
         theta = 0.5 * math.pi * c
-        d = (0, 0) if cfg.method == "jacobian" else (int(round(length * math.cos(theta))),
-                                                     int(round(length * math.sin(theta))))
+        d = (0, 0) if cfg.method == "jacobian" else (round(length * math.cos(theta)),
+                                                     round(length * math.sin(theta)))
         pokes.append(_make_poke(predictor, pt, d, (cfg.seed, c, 0), cfg))
     maps = (_poke_maps if cfg.method == "poke" else _jacobian_maps)(predictor, f0, pokes, cfg)
     return pokes, maps

@@ -99,7 +99,7 @@ def test_run_benchmark_quick_report_is_json(monkeypatch):
     monkeypatch.setattr(evaluation, "QUICK_SCENES_PER_CELL", 1)
     report = evaluation.run_benchmark(quick=True, speed_seconds=0.05)
     text = json.dumps(report)
-    assert set(json.loads(text)) == {"suite", "generator", "flow", "occlusion", "depth"}
+    assert set(json.loads(text)) == {"suite", "generator", "flow", "occlusion", "depth", "segments"}
     assert set(report["flow"]) == {"zero", "farneback", "dis"}
     assert report["flow"]["dis"]["epe"] < report["flow"]["zero"]["epe"]
     assert set(report["occlusion"]["dis_fb"]) == {"precision", "recall", "f1"}

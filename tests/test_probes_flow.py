@@ -18,7 +18,7 @@ from probes.packing import pack_grid, pack_points, read_peaks
 
 EPE_MAX = 0.25   # px, issue 4
 F1_MIN = 0.9
-MAX_FLOW = 6.0   # px: above every case's largest motion (rotation corners: 4.7)
+MAX_FLOW = 5.0   # px: above every case's largest motion (rotation corners: 4.7)
 MODES = ("jvp", "vjp", "fd")
 
 

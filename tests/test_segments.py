@@ -95,7 +95,7 @@ def test_automatic_mode_finds_every_object(scene):
 
 
 def test_result_visualize_and_save(scene, tmp_path):
-    img, inst, oracle = scene
+    img, _, oracle = scene
     res = segment(oracle, img, points=[(17, 16)], method="jacobian")
     assert res.visualize().shape == img.shape and res.numpy() is res.masks
     res.save(tmp_path / "seg.png")
