@@ -145,7 +145,8 @@ def accuracy(size: int = 64, patch_size: int = 4) -> dict:
             out[name]["forwards"] += res.cost["forwards"]
             out[name]["jvps"] += res.cost["jvps"]
             out[name]["points"] += len(points)
-    return {name: {"mean_iou": float(np.mean(r["ious"])), "min_iou": float(np.min(r["ious"])),
+    return {name: {"mean_iou": float(np.mean(r["ious"])), "median_iou": float(np.median(r["ious"])),
+                   "min_iou": float(np.min(r["ious"])),
                    "frac_iou_over_0.9": float(np.mean(np.asarray(r["ious"]) > 0.9)),
                    "forwards_per_point": r["forwards"] / r["points"], "jvps_per_point": r["jvps"] / r["points"],
                    "num_points": r["points"]}
@@ -168,9 +169,10 @@ def format_table(report: dict) -> str:
         lines.append("")
     if "accuracy" in report:
         lines += [f"oracle accuracy, point prompts, {report['accuracy_points']} objects at 64 px (patch 4)",
-                  f"  {'method':<14}{'mean IoU':>9}{'min IoU':>9}{'IoU>0.9':>9}{'fwd/pt':>8}{'JVP/pt':>8}"]
+                  f"  {'method':<14}{'mean IoU':>9}{'median':>9}{'min IoU':>9}{'IoU>0.9':>9}{'fwd/pt':>8}{'JVP/pt':>8}"]
         for name, row in report["accuracy"].items():
-            lines.append(f"  {name:<14}{row['mean_iou']:>9.3f}{row['min_iou']:>9.3f}{row['frac_iou_over_0.9']:>9.2f}"
+            lines.append(f"  {name:<14}{row['mean_iou']:>9.3f}{row['median_iou']:>9.3f}{row['min_iou']:>9.3f}"
+                         f"{row['frac_iou_over_0.9']:>9.2f}"
                          f"{row['forwards_per_point']:>8.0f}{row['jvps_per_point']:>8.0f}")
     return "\n".join(lines)
 

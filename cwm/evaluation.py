@@ -218,7 +218,7 @@ def _component_at(mask: np.ndarray, point) -> np.ndarray:
     import cv2
 
     _, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=4)
-    x, y = int(round(point[0])), int(round(point[1]))
+    x, y = round(point[0]), round(point[1])
     return labels == labels[y, x] if mask[y, x] else np.zeros_like(mask, bool)
 
 
@@ -241,7 +241,7 @@ def colour_cc_segments(frame0: np.ndarray, frame1: np.ndarray, points: np.ndarra
     lab = cv2.cvtColor(cv2.GaussianBlur(frame0, (3, 3), 0), cv2.COLOR_RGB2LAB).astype(np.float64)
     out = []
     for x, y in np.asarray(points, np.float64).reshape(-1, 2):
-        near = np.linalg.norm(lab - lab[int(round(y)), int(round(x))], axis=-1) <= COLOUR_CC_TOLERANCE
+        near = np.linalg.norm(lab - lab[round(y), round(x)], axis=-1) <= COLOUR_CC_TOLERANCE
         out.append(_component_at(near, (x, y)))
     return np.asarray(out, bool).reshape(-1, *frame0.shape[:2])
 

@@ -12,6 +12,8 @@ unchanged, and each is differentiable in both frames with forward- and reverse-m
   of object k therefore moves exactly object k, including all its disconnected parts.
 - :class:`SplatOracle` moves every pixel of frame 0 by a known flow (forward bilinear splatting):
   with a stereo flow ``(-c / depth, 0)`` its disparity is proportional to inverse depth.
+
+Like the model, both show the revealed frame-1 patches unchanged in their prediction.
 """
 from __future__ import annotations
 
@@ -19,31 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cwm.errors import InputError
 from cwm.masking import patchify, unpatchify
-
-
-def shift_image(img: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """``img [B, C, H, W]`` moved by ``d [B, 2]`` = ``(dx, dy)`` pixels: ``out(x) = img(x - d)``.
-
-    Separable Catmull-Rom (cubic convolution) interpolation, border-replicated, as two banded
-    matrix products, so that it is differentiable in ``img`` and ``d`` in forward mode too. At
-    whole-pixel shifts its derivative in ``d`` is minus the central-difference gradient of the
-    shifted image, the gradient the probes read motion with (bilinear would be one-sided).
-    """
-    rows = _shift_matrix(d[:, 1], img.shape[2], img.dtype)  # (B, H, H)
-    cols = _shift_matrix(d[:, 0], img.shape[3], img.dtype)  # (B, W, W)
-    return rows[:, None] @ img @ cols[:, None].transpose(-1, -2)
-
-
-def _shift_matrix(shift: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
-    """``[B, n, n]``: row i holds the Catmull-Rom weights of the source pixels of output ``i``."""
-    pos = torch.arange(n, dtype=dtype, device=shift.device)[None] - shift.to(dtype)[:, None]  # (B, n)
-    base = pos.detach().floor()
-    t = pos - base
-    weights = torch.stack([(-t ** 3 + 2 * t ** 2 - t) / 2, (3 * t ** 3 - 5 * t ** 2 + 2) / 2,
-                           (-3 * t ** 3 + 4 * t ** 2 + t) / 2, (t ** 3 - t ** 2) / 2], -1)  # (B, n, 4)
-    idx = (base.long()[..., None] + torch.arange(-1, 3, device=shift.device)).clamp(0, n - 1)
-    return torch.zeros(*pos.shape, n, dtype=dtype, device=shift.device).scatter_add(2, idx, weights)
 
 
 def _shift_whole(img: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
@@ -64,11 +43,19 @@ class _OracleBase:
     def __init__(self, size: tuple[int, int], patch_size: int, device: str | torch.device = "cpu"):
         h, w = size
         if h % patch_size or w % patch_size:
-            raise ValueError(f"oracle size {size} must be divisible by patch_size {patch_size}")
+            raise InputError(f"oracle size {size} must be divisible by patch_size {patch_size}")
         self.size = (h, w)
         self.patch_size = patch_size
         self.grid = (h // patch_size, w // patch_size)
         self.device = torch.device(device)
+
+    def _keep_revealed(self, pred: torch.Tensor, frame1: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Like the model, show the revealed frame-1 patches as they are (so they do not respond
+        to frame 0): ``pred``, ``frame1 [B, 3, H, W]``, ``mask [B, T*h*w]`` True = masked."""
+        (gh, gw), p = self.grid, self.patch_size
+        shown = ~mask[:, -gh * gw:].to(pred.device).reshape(-1, 1, gh, gw)
+        shown = shown.repeat_interleave(p, 2).repeat_interleave(p, 3)
+        return torch.where(shown, frame1.to(pred.dtype), pred)
 
 
 class RigidObjectsOracle(_OracleBase):
@@ -107,14 +94,14 @@ class RigidObjectsOracle(_OracleBase):
             total = f0.new_zeros(b * k, 2).index_add(0, slot, d[ok])
             count = f0.new_zeros(b * k).index_add(0, slot, torch.ones_like(slot, dtype=f0.dtype))
             disp = total / count.clamp(min=1)[:, None]
-        return self._render(f0, disp.reshape(b, k, 2))
+        return self._keep_revealed(self._render(f0, disp.reshape(b, k, 2)), f1, mask)
 
     def _render(self, f0: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
         """Frame 0 with object ``o`` moved by ``disp[:, o]`` (``[B, K, 2]``), z-ordered (see class doc).
 
         Each move is the whole-pixel shift plus a first-order step for the rest: exact in value
         at the whole-pixel displacements exact matches give, with the central-difference
-        derivative in ``disp`` (as :func:`shift_image`), and much cheaper.
+        derivative in ``disp`` (as :func:`probes.segments.shift_image`), and much cheaper.
         """
         b, k = disp.shape[:2]
         pred = f0.detach().mean(dim=(2, 3), keepdim=True).expand_as(f0)  # fill of vacated areas
@@ -176,8 +163,9 @@ class RigidObjectsOracle(_OracleBase):
 class SplatOracle(_OracleBase):
     """Frame 1 = frame 0 with every pixel moved by a known flow (forward bilinear splatting).
 
-    The prediction is linear in frame 0 and ignores frame 1, so the response to a bump at ``q``
-    peaks exactly at ``q + flow(q)``: the flow probes read the given flow back.
+    The prediction is linear in frame 0 and ignores frame 1 (except for the revealed patches, shown
+    as they are), so the response to a bump at ``q`` peaks exactly at ``q + flow(q)`` wherever
+    that is predicted: the flow probes read the given flow back.
 
     Args:
         flow: ``[H, W, 2]`` float ``(dx, dy)`` at the oracle's size.
@@ -206,4 +194,4 @@ class SplatOracle(_OracleBase):
         b, c, h, w = f0.shape
         src = f0.reshape(b, c, h * w).repeat(1, 1, 4) * self._wts.to(f0.dtype)
         out = f0.new_zeros(b, c, h * w).index_add(2, self._idx, src)
-        return out.reshape(b, c, h, w)
+        return self._keep_revealed(out.reshape(b, c, h, w), video[:, :, -1], mask)

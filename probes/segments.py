@@ -20,6 +20,11 @@ Automatic mode (``points=None``) first scans a grid of candidate points with one
 poked patch), then segments the most movable candidate that no segment explains yet, and repeats
 until the segments cover ``coverage`` of the movable candidates.
 
+Limits: a poke moves a whole patch, so objects much smaller than a patch cannot be poked alone;
+the poke protocol's boundaries are as sharp as the flow probe's ``stride`` (``flow={"stride": 2}``
+sharpens them at 4x the cost); a two-part object whose far part catches an anchor follows
+the poke only partly (its affinity halves, which normalising mostly absorbs).
+
 Example (numpy uint8 image, ``(x, y)`` pixel points; masks come back at the input's size)::
 
     import cwm, cwm.io
@@ -46,8 +51,9 @@ import torch.nn.functional as F
 from cwm.errors import ConfigError, InputError
 from cwm.frames import check_points, resize, scale_points, to_tensor
 from cwm.masking import last_frame_mask
-from probes.oracles_segments import shift_image
 
+#: Automatic mode tries at most this many candidates per segment it may keep.
+MAX_TRIES_PER_SEGMENT = 3
 #: Flow-probe options for measuring the counterfactual flow (overridden by ``SegmentConfig.flow``).
 #: The prediction being measured is our own synthetic frame, so revealing a quarter of it costs
 #: nothing in fairness and tells the model how the poked object moved.
@@ -82,7 +88,11 @@ class SegmentConfig:
         max_segments: automatic mode: at most this many segments.
         min_area, max_area: automatic mode: segments outside this fraction of the image are
             dropped (the upper bound drops the background, which a poke can move as a whole).
-        dedup_iou: automatic mode: a segment overlapping a kept one by more is dropped.
+        dedup: automatic mode: a segment sharing more than this fraction of the smaller of
+            itself and a kept segment is dropped (a duplicate or a fragment).
+        min_follow: automatic mode: a segment whose pixels beyond the poked patch followed the
+            poke by less than this on average is dropped (a background held by ``a`` anchors
+            follows by about ``1 / (1 + a)``).
     """
 
     method: str = "poke"
@@ -103,7 +113,8 @@ class SegmentConfig:
     max_segments: int = 8
     min_area: float = 0.002
     max_area: float = 0.5
-    dedup_iou: float = 0.5
+    dedup: float = 0.5
+    min_follow: float = 0.4
 
     def __post_init__(self) -> None:
         for name in ("method", "scan"):
@@ -211,7 +222,7 @@ def segment(predictor, image, points: Sequence[tuple[float, float]] | None = Non
         user_points = scale_points(model_points, predictor.size, size).reshape(-1, 2)
     else:
         model_points = scale_points(user_points, size, predictor.size)
-        affinity = point_affinity(counted, f0m, model_points, cfg)
+        affinity, _ = _point_affinity(counted, f0m, model_points, cfg)
     norm = np.stack([_normalise(a) for a in affinity]) if len(affinity) else affinity
     thresholds = np.array([_threshold(a, cfg.threshold) for a in norm], np.float32)
     up = _upsample(norm, size)
@@ -241,28 +252,25 @@ def _resolve(config: SegmentConfig | None, overrides: dict[str, Any]) -> Segment
 # Affinity of every pixel to a poked point (model resolution)
 
 
-def point_affinity(predictor, f0: torch.Tensor, points: np.ndarray, cfg: SegmentConfig) -> np.ndarray:
-    """Raw affinity ``[P, H, W]`` float32 of each model pixel to each model-pixel point ``[P, 2]``.
-
-    The poked patch itself is set to 1 (it moved by construction). Batched over all points and
-    pokes (``cfg.chunk_size`` counterfactuals per call).
-    """
+def _point_affinity(predictor, f0: torch.Tensor, points: np.ndarray, cfg: SegmentConfig
+                    ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """Raw affinity ``[P, H, W]`` float32 of each model pixel to each model-pixel point ``[P, 2]``,
+    and the box ``(y0, y1, x0, x1)`` of each point's poked patch, which is set to 1 (it moved by
+    construction). Batched over all points and pokes (``cfg.chunk_size`` items per call)."""
     pokes = [[_make_poke(predictor, pt, d, seed_key=(cfg.seed, i, s), cfg=cfg)
               for s, d in _displacements(predictor.patch_size, cfg, base=cfg.method == "jacobian")]
              for i, pt in enumerate(points)]
     flat = [pk for per_point in pokes for pk in per_point]
-    if cfg.method == "poke":
-        maps = _poke_maps(predictor, f0, flat, cfg)
-    else:
-        maps = _jacobian_maps(predictor, f0, flat, cfg)
-    out, k = [], 0
+    maps = (_poke_maps if cfg.method == "poke" else _jacobian_maps)(predictor, f0, flat, cfg)
+    out, boxes, k = [], [], 0
     for per_point in pokes:
         a = maps[k:k + len(per_point)].mean(0)
         k += len(per_point)
-        y0, y1, x0, x1 = _source_box(predictor, per_point[0])
+        y0, y1, x0, x1 = box = _source_box(predictor, per_point[0])
         a[y0:y1, x0:x1] = 1.0
         out.append(a)
-    return np.stack(out).astype(np.float32)
+        boxes.append(box)
+    return np.stack(out).astype(np.float32), boxes
 
 
 def _displacements(patch: int, cfg: SegmentConfig, base: bool) -> list[tuple[int, tuple[int, int]]]:
@@ -421,23 +429,31 @@ def _automatic(predictor, f0: torch.Tensor, cfg: SegmentConfig) -> tuple[np.ndar
                       for i in range(stride // 2, gh, stride) for j in range(stride // 2, gw, stride)])
     scan_cfg = dataclasses.replace(cfg, method=cfg.scan, magnitudes=(max(cfg.magnitudes),), directions=1, seeds=1)
     pokes, scan = _scan(predictor, f0, cands, scan_cfg)  # (C, H, W)
-    movability = np.array([_movability(predictor, a, pk) for a, pk in zip(scan, pokes)])
+    movability = np.array([_movability(predictor, a, _source_box(predictor, pk)) for a, pk in zip(scan, pokes)])
     movable = np.flatnonzero(movability >= cfg.min_movability)
     pixels = np.round(cands[:, ::-1]).astype(int)  # (row, col) of each candidate
     explained = np.zeros(predictor.size, bool)
-    found_points, found_maps, kept = [], [], []
+    found_points, found_maps, kept, tries = [], [], [], 0
     for c in movable[np.argsort(-movability[movable], kind="stable")]:
-        if len(kept) >= cfg.max_segments or explained[tuple(pixels[movable].T)].mean() >= cfg.coverage:
+        done = explained[tuple(pixels[movable].T)].mean() >= cfg.coverage
+        if done or len(kept) >= cfg.max_segments or tries >= MAX_TRIES_PER_SEGMENT * cfg.max_segments:
             break
         if explained[tuple(pixels[c])]:
             continue
-        raw = point_affinity(predictor, f0, cands[c:c + 1], cfg)[0]
+        tries += 1
+        (raw,), (box,) = _point_affinity(predictor, f0, cands[c:c + 1], cfg)
         norm = _normalise(raw)
         mask = norm >= _threshold(norm, cfg.threshold)
-        mask[tuple(pixels[c])] = True  # explained by trying, whatever the threshold kept
-        explained |= mask
-        area = mask.mean()  # too large: the background, which a poke can move as a whole
-        if cfg.min_area <= area <= cfg.max_area and all(_iou(mask, k) <= cfg.dedup_iou for k in kept):
+        explained[tuple(pixels[c])] = True  # tried
+        # Keep it if more than the poked patch moved and it moved along: a background held by
+        # the anchors follows a poke only partly. Too large a segment is the background moved.
+        beyond = mask.copy()
+        beyond[box[0]:box[1], box[2]:box[3]] = False
+        follows = beyond.any() and raw[beyond].mean() >= cfg.min_follow
+        if mask.mean() > cfg.max_area:
+            explained |= mask
+        elif follows and mask.mean() >= cfg.min_area and all(_overlap(mask, k) <= cfg.dedup for k in kept):
+            explained |= mask
             kept.append(mask)
             found_points.append(cands[c])
             found_maps.append(raw)
@@ -460,10 +476,10 @@ def _scan(predictor, f0: torch.Tensor, cands: np.ndarray, cfg: SegmentConfig) ->
     return pokes, maps
 
 
-def _movability(predictor, a: np.ndarray, poke: _Poke) -> float:
+def _movability(predictor, a: np.ndarray, box: tuple[int, int, int, int]) -> float:
     """How far a poke spread: the mean of the ``2 p^2`` largest affinities outside the poked
-    patch (two patches' worth of pixels, so small objects and thin parts are not penalised)."""
-    y0, y1, x0, x1 = _source_box(predictor, poke)
+    patch's ``box`` (two patches' worth of pixels, so small objects and thin parts count)."""
+    y0, y1, x0, x1 = box
     outside = a.copy()
     outside[y0:y1, x0:x1] = -np.inf
     top = np.partition(outside.ravel(), -2 * predictor.patch_size ** 2)[-2 * predictor.patch_size ** 2:]
@@ -471,7 +487,31 @@ def _movability(predictor, a: np.ndarray, poke: _Poke) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Normalising and thresholding
+# Images, normalising and thresholding
+
+
+def shift_image(img: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """``img [B, C, H, W]`` moved by ``d [B, 2]`` = ``(dx, dy)`` pixels: ``out(x) = img(x - d)``.
+
+    Separable Catmull-Rom (cubic convolution) interpolation, border-replicated, as two banded
+    matrix products, so that it is differentiable in ``img`` and ``d`` in forward mode too. At
+    whole-pixel shifts its derivative in ``d`` is minus the central-difference gradient of the
+    shifted image, the gradient the probes read motion with (bilinear would be one-sided).
+    """
+    rows = _shift_matrix(d[:, 1], img.shape[2], img.dtype)  # (B, H, H)
+    cols = _shift_matrix(d[:, 0], img.shape[3], img.dtype)  # (B, W, W)
+    return rows[:, None] @ img @ cols[:, None].transpose(-1, -2)
+
+
+def _shift_matrix(shift: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """``[B, n, n]``: row i holds the Catmull-Rom weights of the source pixels of output ``i``."""
+    pos = torch.arange(n, dtype=dtype, device=shift.device)[None] - shift.to(dtype)[:, None]  # (B, n)
+    base = pos.detach().floor()
+    t = pos - base
+    weights = torch.stack([(-t ** 3 + 2 * t ** 2 - t) / 2, (3 * t ** 3 - 5 * t ** 2 + 2) / 2,
+                           (-3 * t ** 3 + 4 * t ** 2 + t) / 2, (t ** 3 - t ** 2) / 2], -1)  # (B, n, 4)
+    idx = (base.long()[..., None] + torch.arange(-1, 3, device=shift.device)).clamp(0, n - 1)
+    return torch.zeros(*pos.shape, n, dtype=dtype, device=shift.device).scatter_add(2, idx, weights)
 
 
 def _normalise(a: np.ndarray) -> np.ndarray:
@@ -514,9 +554,10 @@ def _upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return F.interpolate(t, size=size, mode="bilinear", align_corners=False)[:, 0].numpy()
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.sum(a | b)
-    return float(np.sum(a & b) / union) if union else 0.0
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over the smaller of two masks (1: one holds the other)."""
+    smaller = min(a.sum(), b.sum())
+    return float(np.sum(a & b) / smaller) if smaller else 0.0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ from scipy.ndimage import distance_transform_edt, gaussian_filter
 
 from cwm.errors import ConfigError, InputError
 from cwm.metrics import instance_masks, mask_iou, segment_metrics
-from probes.oracles_segments import RigidObjectsOracle, shift_image
-from probes.segments import SegmentConfig, otsu_threshold, segment
+from probes.oracles_segments import RigidObjectsOracle
+from probes.segments import SegmentConfig, otsu_threshold, segment, shift_image
 
 SIZE = 64
 
@@ -70,7 +70,7 @@ def test_jacobian_segments_recover_each_object(scene):
 def test_poke_segments_recover_each_object(scene):
     img, inst, oracle = scene
     res = segment(oracle, img, points=_interior_points(inst), method="poke", directions=4, magnitudes=(0.5,),
-                  flow={"stride": 2, "visible": 0.5, "num_masks": 1})
+                  flow={"stride": 2})
     ious = [mask_iou(m, inst == k) for k, m in enumerate(res.masks, start=1)]
     assert min(ious) > 0.9, ious
     assert res.cost["forwards"] == 3 * 4  # the pokes, batched
