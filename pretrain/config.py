@@ -74,7 +74,8 @@ class DataSection:
         num_workers: DataLoader worker processes (0 decodes in the training process).
         clips_per_video: clips drawn from each video per epoch.
         backends: video readers to try, in order (see :func:`cwm.io.open_video`).
-        scene_preset: synthetic scene preset (``cwm.synthetic.PRESETS``).
+        scene_preset: synthetic scene preset (``cwm.synthetic.PRESETS``), or a list of presets
+            used in turn, one per rendered scene (``[default, camera, objects]``).
         scene_overrides: :class:`cwm.synthetic.SceneConfig` fields to replace, e.g.
             ``data.scene_overrides.camera_speed=0.1``.
         scene_frames: frames rendered per synthetic scene; clips are drawn from them.
@@ -91,7 +92,7 @@ class DataSection:
     num_workers: int = 2
     clips_per_video: int = 1
     backends: list = field(default_factory=lambda: ["decord", "pyav", "opencv"])
-    scene_preset: str = "default"
+    scene_preset: Any = "default"
     scene_overrides: dict = field(default_factory=dict)
     scene_frames: int = 8
     clips_per_scene: int = 8

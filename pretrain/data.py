@@ -159,11 +159,11 @@ class SyntheticClips(Dataset):
 
     One scene of ``scene_frames`` frames is rendered per ``clips_per_scene`` consecutive items
     (rendering costs more than a training step per sample), each item drawing its own start,
-    gap, crop and flip. Items are read in order, so consecutive keys hit the cached scene; new
+    gap, crop and flip. Scene ``i`` uses ``presets[i % len(presets)]`` when given a list. Items are read in order, so consecutive keys hit the cached scene; new
     epochs render new scenes.
     """
 
-    def __init__(self, spec: ClipSpec, length: int, preset: str = "default", scene_frames: int = 8,
+    def __init__(self, spec: ClipSpec, length: int, preset: str | list[str] = "default", scene_frames: int = 8,
                  clips_per_scene: int = 8, overrides: dict | None = None):
         if spec.gap_ms is not None:
             raise ConfigError("data.gap_ms needs videos with a frame rate; synthetic scenes take data.gap_frames")
@@ -174,8 +174,12 @@ class SyntheticClips(Dataset):
         from cwm.synthetic import resolve_config
 
         self.overrides = dict(overrides or {})
-        resolve_config(None, preset, self.overrides)  # unknown names fail here, not in a worker
-        self.spec, self.length, self.preset = spec, length, preset
+        presets = [preset] if isinstance(preset, str) else list(preset)
+        if not presets or not all(isinstance(p, str) for p in presets):
+            raise ConfigError(f"data.scene_preset must be a preset name or a list of names (got {preset!r})")
+        for name in presets:
+            resolve_config(None, name, self.overrides)  # unknown names fail here, not in a worker
+        self.spec, self.length, self.presets = spec, length, presets
         self.scene_frames, self.clips_per_scene = scene_frames, clips_per_scene
         self.gap = (spec.gap_frames[0], min(spec.gap_frames[1], max_gap))
         self._cache: OrderedDict = OrderedDict()
@@ -190,7 +194,8 @@ class SyntheticClips(Dataset):
             from cwm.synthetic import make_scene
 
             seed = int(np.random.SeedSequence([self.spec.seed, epoch, scene, 1]).generate_state(1)[0])
-            self._cache[key] = make_scene(seed, self.spec.size, self.scene_frames, preset=self.preset,
+            preset = self.presets[scene % len(self.presets)]
+            self._cache[key] = make_scene(seed, self.spec.size, self.scene_frames, preset=preset,
                                           **self.overrides).frames
             while len(self._cache) > 2:
                 self._cache.popitem(last=False)

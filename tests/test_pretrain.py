@@ -241,3 +241,17 @@ def test_config_layers_and_errors(tmp_path):
         resolve(overrides=["train.max_step=3"])
     with pytest.raises(ConfigError, match="mask_ratio"):
         resolve(overrides=["train.mask_ratio=[0.9,1.0]"])
+
+
+def test_synthetic_preset_list_cycles_per_scene():
+    from cwm.synthetic import make_scene
+    from pretrain.data import ClipSpec, SyntheticClips
+
+    cfg = resolve(overrides=["data.scene_preset=[camera,stereo]", "model.arch.img_size=[32,32]"])
+    spec = ClipSpec.from_config(cfg, cfg.model_config())
+    ds = SyntheticClips(spec, 64, cfg.data.scene_preset, scene_frames=4, clips_per_scene=8)
+    for scene, preset in [(0, "camera"), (1, "stereo"), (2, "camera")]:
+        seed = int(np.random.SeedSequence([spec.seed, 0, scene, 1]).generate_state(1)[0])
+        np.testing.assert_array_equal(ds.scene_frames_for(0, scene), make_scene(seed, (32, 32), 4, preset=preset).frames)
+    with pytest.raises(ConfigError, match="unknown scene preset 'objcts'; did you mean 'objects'"):
+        SyntheticClips(spec, 64, ["camera", "objcts"])
