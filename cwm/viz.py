@@ -231,10 +231,25 @@ def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str] | None = No
     for i, p in enumerate(panels):
         out[strip:strip + p.shape[0], x:x + p.shape[1]] = p
         if labels:
-            cv2.putText(out, str(labels[i]), (x + 2, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                        (0, 0, 0), 1, cv2.LINE_AA)
+            out[:strip, x:x + p.shape[1]] = _label(str(labels[i]), p.shape[1], strip, background)
         x += p.shape[1] + gap
     return out
+
+
+def _label(text: str, width: int, height: int, background: int) -> np.ndarray:
+    """A ``[height, width, 3]`` caption strip: the text shrunk to fit the panel's width (down to a
+    legible minimum), then cut with ".." so that it never spills into the next panel."""
+    import cv2
+
+    font, scale, pad = cv2.FONT_HERSHEY_SIMPLEX, 0.4, 2
+    text_w = cv2.getTextSize(text, font, scale, 1)[0][0]
+    if text_w > width - 2 * pad:
+        scale = max(0.28, scale * (width - 2 * pad) / text_w)
+    while len(text) > 1 and cv2.getTextSize(text, font, scale, 1)[0][0] > width - 2 * pad:
+        text = text[:-3] + ".." if len(text) > 3 else text[:-1]
+    strip = np.full((height, width, 3), background, np.uint8)
+    cv2.putText(strip, text, (pad, height - 5), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip
 
 
 def points_overlay(image: np.ndarray, points: np.ndarray,

@@ -136,3 +136,12 @@ def test_side_by_side():
         side_by_side([a], labels=["x", "y"])
     with pytest.raises(InputError, match="float32"):
         side_by_side([a.astype(np.float32)])
+
+
+def test_side_by_side_labels_stay_over_their_own_panel():
+    a = np.zeros((64, 64, 3), np.uint8)
+    out = side_by_side([a, a, a], labels=["a caption far too long for a 64 px panel", "", "short"], gap=4)
+    strip = out[:18]
+    assert (strip[:, :64] < 128).any()              # the long caption was drawn (shrunk and cut)
+    assert (strip[:, 64:64 + 4 + 64] == 255).all()  # ... and nothing spilled into the gap or the next panel
+    assert (strip[:, 136:] < 128).any()
