@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch threads (default: the cores left after 2 workers, at least 1)")
     p.add_argument("--precision", default="no", choices=["no", "bf16"])
     args = p.parse_args(argv)
+    load_start = [round(x, 2) for x in os.getloadavg()]  # other work on the machine skews the figures
     with tempfile.TemporaryDirectory() as tmp:
         videos = Path(args.videos) if args.videos else Path(tmp) / "videos"
         if not args.videos:
@@ -68,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'config':<10} {'samples/s':>10} {'tokens/s':>10} {'data share':>11}")
     for name, row in table.items():
         print(f"{name:<10} {row['samples_per_s']:>10.1f} {row['tokens_per_s']:>10.0f} {row['data_fraction']:>10.1%}")
+    load_end = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average (1, 5, 15 min) on {os.cpu_count()} cores: {load_start} at start, {load_end} at end")
     out = {"configs": table, "workers": args.workers, "precision": args.precision,
-           "threads": args.threads,
+           "threads": args.threads, "cpus": os.cpu_count(), "load_average_start": load_start,
+           "load_average_end": load_end,
            "videos": f"{args.num_videos} synthetic mp4 96x96, 48 frames" if not args.videos else str(args.videos)}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     return 0

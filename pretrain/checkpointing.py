@@ -10,8 +10,13 @@ Layout of a run folder::
 
 A checkpoint is written into a ``.tmp-`` folder, its files are flushed to disk, and only then is
 the folder renamed to ``step_N``. A crash or SIGKILL mid-write therefore leaves the previous
-checkpoint as the newest complete one, and a full disk raises :class:`TrainingError` after
-removing the partial folder.
+checkpoint as the newest complete one (the partial folder is removed when the run resumes), and a
+full disk raises :class:`TrainingError` after removing the partial folder.
+
+With several processes, every process writes part of a checkpoint (its RNG state; the main one
+also the model and optimizer). The processes agree on the outcome before the rename: a write that
+fails on any of them raises :class:`TrainingError` on all of them, so none is left waiting in a
+barrier for a process that has given up.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ META_FILE = "cwm_checkpoint.json"
 #: Bumped if the checkpoint layout changes incompatibly.
 CHECKPOINT_FORMAT = 1
 _PREFIX, _TMP = "step_", ".tmp-"
+_OLD = _TMP + "old-"
 
 
 class TrainingError(CWMError, RuntimeError):
@@ -83,6 +89,10 @@ def _fsync_tree(folder: Path) -> None:
         if p.is_file():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -91,12 +101,30 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def clean_partial(run_dir: str | os.PathLike) -> None:
-    """Remove ``.tmp-`` folders left by an interrupted write (main process only)."""
+    """Remove ``.tmp-`` folders left by an interrupted write (main process only).
+
+    A checkpoint moved aside to be replaced (``.tmp-old-step_N``, see :func:`save_checkpoint`)
+    whose replacement never arrived is moved back first, so an interrupted swap loses nothing.
+    """
     root = Path(run_dir) / CHECKPOINTS
-    if root.is_dir():
-        for p in root.iterdir():
-            if p.name.startswith(_TMP):
-                shutil.rmtree(p, ignore_errors=True)
+    if not root.is_dir():
+        return
+    for p in root.iterdir():
+        if p.name.startswith(_OLD) and (p / META_FILE).is_file() and not (root / p.name[len(_OLD):]).exists():
+            os.replace(p, root / p.name[len(_OLD):])
+    for p in root.iterdir():
+        if p.name.startswith(_TMP):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _any_process(accelerator, flag: bool) -> bool:
+    """True if ``flag`` is true on any process (a collective call: every process must make it)."""
+    if accelerator.num_processes == 1:
+        return flag
+    import torch
+
+    t = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(t, reduction="sum").item() > 0)
 
 
 def save_checkpoint(accelerator, run_dir: str | os.PathLike, step: int, meta: dict[str, Any],
@@ -105,6 +133,11 @@ def save_checkpoint(accelerator, run_dir: str | os.PathLike, step: int, meta: di
 
     Call on every process (``save_state`` writes per-process RNG files). ``keep`` newest
     checkpoints are kept (0: all).
+
+    Raises:
+        TrainingError: on every process, if the write failed on any process (a full disk, a
+            permission error, ...); the partial folder is removed and earlier checkpoints are
+            left as they were.
     """
     root = Path(run_dir) / CHECKPOINTS
     final, tmp = root / checkpoint_name(step), root / (_TMP + checkpoint_name(step))
@@ -113,6 +146,7 @@ def save_checkpoint(accelerator, run_dir: str | os.PathLike, step: int, meta: di
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
+    error: BaseException | None = None
     try:
         accelerator.save_state(str(tmp))
         if main:
@@ -121,18 +155,26 @@ def save_checkpoint(accelerator, run_dir: str | os.PathLike, step: int, meta: di
             (tmp / META_FILE).write_text(json.dumps(record, indent=2) + "\n")
             _fsync_tree(tmp)
     except Exception as e:
+        error = e
+    # Collective: a process whose write failed must not leave the others waiting in a barrier.
+    if _any_process(accelerator, error is not None):
         if main:
             shutil.rmtree(tmp, ignore_errors=True)
-        raise _save_error(e, final, latest_checkpoint(run_dir)) from e
-    accelerator.wait_for_everyone()
+        previous = latest_checkpoint(run_dir)
+        if error is None:
+            raise TrainingError(f"could not write checkpoint '{final}': another process failed to write "
+                                f"its part; {_kept(previous)}")
+        raise _save_error(error, final, previous) from error
     if main:
-        if final.exists():  # re-saving a step (e.g. after a resume): swap, never leave a gap
-            old = root / (_TMP + "old-" + final.name)
+        if final.exists():  # re-saving a step: swap (clean_partial undoes a half-done swap)
+            old = root / (_OLD + final.name)
+            shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
             os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
+        _fsync_dir(root)
         if keep > 0:
             for old in list_checkpoints(run_dir)[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
@@ -140,10 +182,15 @@ def save_checkpoint(accelerator, run_dir: str | os.PathLike, step: int, meta: di
     return final
 
 
+def _kept(previous: Path | None) -> str:
+    return f"the previous checkpoint '{previous}' is intact" if previous else "no earlier checkpoint exists"
+
+
 def _save_error(e: BaseException, final: Path, previous: Path | None) -> TrainingError:
-    kept = f"the previous checkpoint '{previous}' is intact" if previous else "no earlier checkpoint exists"
-    err = getattr(e, "errno", None)
-    if err == errno.ENOSPC or "No space left" in str(e):
-        return TrainingError(f"no space left on the device while writing checkpoint '{final}'; "
-                             f"the partial write was removed and {kept}. Free space, then resume.")
-    return TrainingError(f"could not write checkpoint '{final}': {type(e).__name__}: {e}; {kept}")
+    """One line: the checkpoint, the reason, and what is left."""
+    kept = _kept(previous)
+    if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e):
+        return TrainingError(f"could not write checkpoint '{final}': No space left on device; the partial "
+                             f"write was removed and {kept}. Free space, then resume (--resume).")
+    reason = " ".join(str(e).split()) or type(e).__name__
+    return TrainingError(f"could not write checkpoint '{final}': {type(e).__name__}: {reason}; {kept}")

@@ -73,7 +73,9 @@ class DataSection:
         flip: random horizontal flip, the same on every frame of a clip.
         num_workers: DataLoader worker processes (0 decodes in the training process).
         clips_per_video: clips drawn from each video per epoch.
-        backends: video readers to try, in order (see :func:`cwm.io.open_video`).
+        backends: video readers to try, in order, e.g. ``[pyav, opencv]``; None (the default)
+            follows the library's order for each file (:func:`cwm.io.default_backends`: decord,
+            PyAV, OpenCV, but PyAV first for AVI, where decord mis-seeks).
         scene_preset: synthetic scene preset (``cwm.synthetic.PRESETS``), or a list of presets
             used in turn, one per rendered scene (``[default, camera, objects]``).
         scene_overrides: :class:`cwm.synthetic.SceneConfig` fields to replace, e.g.
@@ -91,7 +93,7 @@ class DataSection:
     flip: bool = True
     num_workers: int = 2
     clips_per_video: int = 1
-    backends: list = field(default_factory=lambda: ["decord", "pyav", "opencv"])
+    backends: Any = None
     scene_preset: Any = "default"
     scene_overrides: dict = field(default_factory=dict)
     scene_frames: int = 8
@@ -220,6 +222,12 @@ class PretrainConfig:
                 raise ConfigError(f"data.{name} must be >= 1 (got {getattr(d, name)})")
         if d.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0 (got {d.num_workers})")
+        if d.backends is not None:
+            from cwm.io import BACKENDS
+
+            if not isinstance(d.backends, list) or not d.backends or any(b not in BACKENDS for b in d.backends):
+                raise ConfigError(f"data.backends must be null (the library's order per file) or a list "
+                                  f"from {list(BACKENDS)} (got {d.backends!r})")
         return self
 
 

@@ -46,27 +46,48 @@ def item_rng(seed: int, epoch: int, index: int, stream: int = 0) -> np.random.Ge
 class ClipSampler(Sampler):
     """Yields ``(epoch, index)`` keys: a seeded permutation per epoch, or in order.
 
-    Accelerate shards the batches of this sampler across processes; ``set_epoch`` is called by
-    Accelerate's DataLoader wrapper before each pass.
+    One pass over the sampler (what Accelerate's ``set_epoch`` numbers, once per DataLoader pass)
+    covers ``epochs_per_pass`` consecutive epochs: pass ``p`` yields epochs ``p*k .. p*k+k-1`` in
+    turn, so the keys of step ``s`` do not depend on ``k``. A small folder (an epoch of one or two
+    batches) would otherwise end the DataLoader's iterator after every step or two, and the
+    workers could not prefetch across that boundary: each step would wait for a whole batch to be
+    decoded. :func:`build_data` sets ``k`` so that a pass holds at least :data:`MIN_STEPS_PER_PASS`
+    optimizer steps.
     """
 
-    def __init__(self, length: int, shuffle: bool, seed: int):
+    def __init__(self, length: int, shuffle: bool, seed: int, epochs_per_pass: int = 1):
         self.length, self.shuffle, self.seed, self.epoch = length, shuffle, seed, 0
+        self.epochs_per_pass = max(1, int(epochs_per_pass))
 
     def set_epoch(self, epoch: int) -> None:
+        """Select the pass (Accelerate's "epoch"): epochs ``epoch*k .. epoch*k + k - 1``."""
         self.epoch = int(epoch)
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def _epoch_keys(self, epoch: int) -> Iterator[tuple[int, int]]:
         if self.shuffle:
             g = torch.Generator()
-            g.manual_seed(self.seed * 1_000_003 + self.epoch)
+            g.manual_seed(self.seed * 1_000_003 + epoch)
             order = torch.randperm(self.length, generator=g).tolist()
         else:
             order = range(self.length)
-        return ((self.epoch, i) for i in order)
+        return ((epoch, i) for i in order)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        first = self.epoch * self.epochs_per_pass
+        for epoch in range(first, first + self.epochs_per_pass):
+            yield from self._epoch_keys(epoch)
 
     def __len__(self) -> int:
-        return self.length
+        return self.length * self.epochs_per_pass
+
+
+#: A DataLoader pass spans at least this many optimizer steps (see :class:`ClipSampler`).
+MIN_STEPS_PER_PASS = 64
+
+
+def epochs_per_pass(length: int, unit: int) -> int:
+    """Epochs of ``length`` clips per sampler pass, for passes of >= MIN_STEPS_PER_PASS steps of ``unit``."""
+    return max(1, -(-MIN_STEPS_PER_PASS * unit // length))
 
 
 def round_up(n: int, unit: int) -> int:
@@ -237,9 +258,11 @@ def gap_in_frames(spec: ClipSpec, fps: float) -> tuple[int, int]:
     return lo, hi
 
 
-def scan_videos(folder: str | os.PathLike, spec: ClipSpec, backends: tuple[str, ...]
+def scan_videos(folder: str | os.PathLike, spec: ClipSpec, backends: tuple[str, ...] | None = None
                 ) -> tuple[list[VideoInfo], list[tuple[str, str]]]:
     """Open every video once (headers and the first frame only) and keep the usable ones.
+
+    ``backends`` None follows :func:`cwm.io.default_backends` for each file.
 
     Returns:
         ``(usable, skipped)``; ``skipped`` holds ``(path, reason)`` for unreadable, empty and
@@ -281,8 +304,9 @@ class VideoClips(Dataset):
     """
 
     def __init__(self, spec: ClipSpec, videos: list[VideoInfo], length: int,
-                 backends: tuple[str, ...] = ("decord", "pyav", "opencv")):
-        self.spec, self.videos, self.length, self.backends = spec, videos, length, tuple(backends)
+                 backends: tuple[str, ...] | None = None):
+        self.spec, self.videos, self.length = spec, videos, length
+        self.backends = None if backends is None else tuple(backends)  # None: cwm.io.default_backends
         self._readers: OrderedDict = OrderedDict()
         self._pid, self._inherited = os.getpid(), []
         self._failed: set[str] = set()
@@ -359,9 +383,11 @@ def build_data(cfg, model_cfg: CWMConfig, unit: int, warn: bool = True) -> DataB
     if d.source == "synthetic":
         length = round_up(d.scenes_per_epoch * d.clips_per_scene, unit)
         ds = SyntheticClips(spec, length, d.scene_preset, d.scene_frames, d.clips_per_scene, d.scene_overrides)
-        return DataBundle(ds, ClipSampler(length, shuffle=False, seed=spec.seed),
+        return DataBundle(ds, ClipSampler(length, shuffle=False, seed=spec.seed,
+                                          epochs_per_pass=epochs_per_pass(length, unit)),
                           f"synthetic scenes ({d.scene_preset}), {length} clips per epoch", [])
-    videos, skipped = scan_videos(d.source, spec, tuple(d.backends))
+    backends = None if d.backends is None else tuple(d.backends)
+    videos, skipped = scan_videos(d.source, spec, backends)
     if warn:
         for path, reason in skipped:
             warnings.warn(f"skipping video '{path}': {reason}", SkippedVideoWarning, stacklevel=2)
@@ -369,10 +395,11 @@ def build_data(cfg, model_cfg: CWMConfig, unit: int, warn: bool = True) -> DataB
         raise InputError(f"none of the {len(skipped)} video(s) under '{d.source}' is usable "
                          f"(first reason: {skipped[0][1]})")
     length = round_up(len(videos) * d.clips_per_video, unit)
-    ds = VideoClips(spec, videos, length, tuple(d.backends))
+    ds = VideoClips(spec, videos, length, backends)
     summary = (f"{len(videos)} video(s) under '{d.source}', {len(skipped)} skipped, "
                f"{length} clips per epoch")
-    return DataBundle(ds, ClipSampler(length, shuffle=True, seed=spec.seed), summary, skipped)
+    sampler = ClipSampler(length, shuffle=True, seed=spec.seed, epochs_per_pass=epochs_per_pass(length, unit))
+    return DataBundle(ds, sampler, summary, skipped)
 
 
 def eval_batch(dataset: Dataset, size: int) -> dict[str, torch.Tensor]:

@@ -188,6 +188,8 @@ def train(cfg: PretrainConfig, resume: Any = None) -> TrainResult:
     if t.log_with:
         acc.init_trackers("cwm-pretrain", config=_flat(cfg.to_dict()))
     state = _LoopState(cfg, model_cfg, acc, model, optimizer, scheduler, evaluator, run, unit)
+    if start_ckpt is not None:
+        state.saved_step = step  # that checkpoint exists: finish() need not write it again
     state.emit({"step": step, "event": "resume" if start_ckpt else "start", "num_processes": acc.num_processes,
                 "effective_batch": unit, "lr": lr, "parameters": params, "skipped_videos": len(bundle.skipped)},
                None)

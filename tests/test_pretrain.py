@@ -153,12 +153,28 @@ def test_nan_loss_stops_naming_the_step(tmp_path, monkeypatch):
         return loss * float("nan") if step == 2 else loss
 
     monkeypatch.setattr(train_mod._LoopState, "forward_loss", poisoned)
+    saved = {}  # the bytes of each checkpoint as it was written
+    real_save = train_mod.ckpts.save_checkpoint
+
+    def record(acc, run_dir, step, *args, **kwargs):
+        final = real_save(acc, run_dir, step, *args, **kwargs)
+        saved[final.name] = {p.name: p.read_bytes() for p in final.iterdir()}
+        return final
+
+    monkeypatch.setattr(train_mod.ckpts, "save_checkpoint", record)
     cfg = resolve(overrides=[a for a in MICRO if "=" in a] + [
         "data.source=synthetic", f"train.output_dir={tmp_path}", "train.max_steps=6", "train.batch_size=4",
         "train.eval_every=0", "train.checkpoint_every=2"])
-    with pytest.raises(TrainingError, match="step 3"):
+    with pytest.raises(TrainingError, match=r"step 3; .*last checkpoint: .*step_00000002\)"):
         train_mod.train(cfg)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000002"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_00000002"]  # nothing partial
+    ckpt = tmp_path / "checkpoints" / "step_00000002"
+    assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == saved["step_00000002"]  # not overwritten
+    from pretrain.export import load_checkpoint_weights
+
+    assert all(torch.isfinite(v).all() for v in load_checkpoint_weights(ckpt).values())
+    assert not (tmp_path / "export").exists()
 
 
 # ------------------------------------------------------------------------------------ videos
@@ -213,6 +229,48 @@ def test_video_clips_decode_only_what_they_need(tmp_path):
     first, second = item["video"][0, 0, 0, 0].item(), item["video"][1, 0, 0, 0].item()
     assert second - first == 3  # 300 ms at 10 fps
     assert item["video"].shape == (2, 32, 32, 3) and item["noise"].shape == (16,)
+
+
+def test_sampler_pass_spans_whole_epochs_with_unchanged_keys():
+    """A small folder's epochs are grouped into longer DataLoader passes (so workers prefetch
+    across epoch ends); the keys of every step stay those of one epoch per pass."""
+    from pretrain.data import MIN_STEPS_PER_PASS, ClipSampler, epochs_per_pass
+
+    single, grouped = ClipSampler(8, True, 0), ClipSampler(8, True, 0, epochs_per_pass=3)
+    grouped.set_epoch(2)
+    expected = []
+    for epoch in (6, 7, 8):
+        single.set_epoch(epoch)
+        expected += list(single)
+    assert list(grouped) == expected and len(grouped) == 24 and expected[0][0] == 6
+    order = [[i for _, i in expected[k:k + 8]] for k in (0, 8)]
+    assert sorted(order[0]) == list(range(8)) and order[0] != order[1]  # each epoch its own permutation
+    assert epochs_per_pass(32, 32) == MIN_STEPS_PER_PASS and epochs_per_pass(800_000, 32) == 1
+
+
+def test_video_backends_default_to_the_library_order(tmp_path):
+    """data.backends unset follows cwm.io.default_backends per file (PyAV first for AVI, where
+    decord mis-seeks); a list set in the config is used as given; a bad name is a config error."""
+    from cwm.io import open_video, write_video
+    from cwm.synthetic import make_scene
+    from pretrain.data import VideoClips, build_data
+
+    frames = make_scene(0, (64, 64), num_frames=12).frames
+    (tmp_path / "videos").mkdir()
+    for name in ("a.avi", "b.mp4"):
+        write_video(tmp_path / "videos" / name, frames, fps=10)
+    base = [f"data.source={tmp_path / 'videos'}", "model.arch.img_size=[32,32]", "data.num_workers=0"]
+    with open_video(tmp_path / "videos" / "b.mp4") as r:  # the library's own choice (decord if installed)
+        mp4 = r.backend
+    for extra, expected in (([], {"a.avi": "pyav", "b.mp4": mp4}),
+                            (["data.backends=[opencv,pyav]"], {"a.avi": "opencv", "b.mp4": "opencv"})):
+        cfg = resolve(overrides=base + extra)
+        ds = build_data(cfg, cfg.model_config(), unit=1, warn=False).dataset
+        assert isinstance(ds, VideoClips) and len(ds.videos) == 2
+        assert {Path(v.path).name: ds._reader(v.path).backend for v in ds.videos} == expected
+    assert resolve(overrides=base).data.backends is None
+    with pytest.raises(ConfigError, match="data.backends must be null .* or a list from"):
+        resolve(overrides=["data.backends=[decrd,pyav]"])
 
 
 # ------------------------------------------------------------------------------------ benchmark
