@@ -31,10 +31,13 @@ def load(name_or_path: str = "default", device: Any = None, heads: tuple[int, in
         heads: ``(encoder_heads, decoder_heads)`` for official files that are not a known release.
     Raises:
         WeightsError: with a one-line message naming the file and the problem.
+        ConfigError: a bad ``device`` (not a device, or not available here), or a bad
+            ``config.json`` beside the weights.
     """
     from cwm.checkpoints import load_model
-    from cwm.predictor import CWMPredictor
+    from cwm.predictor import CWMPredictor, resolve_device
 
+    device = resolve_device(device)  # before loading: a typo should not wait for the weights
     return CWMPredictor(load_model(name_or_path, heads=heads), device=device)
 
 

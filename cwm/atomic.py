@@ -1,12 +1,16 @@
 """Atomic file writes: write to a temporary name beside the target, then rename.
 
 A reader never sees a half-written file, and an interrupted write (an exception, Ctrl-C) leaves
-neither a partial target nor a stray temporary file behind.
+neither a partial target nor a stray temporary file behind. A process killed outright (SIGKILL,
+a power cut) leaves at most its temporary file, ``.<stem>.tmp-<pid>-<random><suffix>``, never a
+partial target; :func:`stale_temp_files` finds such leftovers.
 """
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -16,7 +20,34 @@ from cwm.errors import InputError
 
 def _tmp_name(final: Path) -> Path:
     # Keep the real suffix last: writers such as cv2.imwrite and av.open pick the format from it.
-    return final.with_name(f".{final.stem}.tmp-{uuid.uuid4().hex[:8]}{final.suffix}")
+    # The writer's pid lets a later run tell a dead run's leftover from a live one's file.
+    return final.with_name(f".{final.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{final.suffix}")
+
+
+def stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """Temporary files that :func:`atomic_write` left for ``path`` in processes that have died.
+
+    Only files named like this module's temporaries, whose pid is not a running process on this
+    machine, are listed (never on Windows, where the check is not available).
+    """
+    final = Path(path)
+    if os.name == "nt" or not final.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.{re.escape(final.stem)}\.tmp-(\d+)-[0-9a-f]{{8}}{re.escape(final.suffix)}")
+    found = final.parent.glob(f".{glob.escape(final.stem)}.tmp-*{glob.escape(final.suffix)}")
+    return sorted(p for p in found if (m := pattern.fullmatch(p.name)) and not _running(int(m.group(1))))
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else, or the pid is out of range
+        return pid > 0
+    return True
 
 
 def _exists(final: Path) -> InputError:

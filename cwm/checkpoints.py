@@ -21,7 +21,7 @@ import torch
 
 from cwm.atomic import atomic_write
 from cwm.config import FORMAT_VERSION, CWMConfig
-from cwm.errors import ConfigError, WeightsError
+from cwm.errors import ConfigError, WeightsError, shown
 from cwm.model import CWM, build_model
 
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
@@ -132,16 +132,31 @@ def read_official(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an official ``.pth`` safely (``weights_only=True``) and return its state dict."""
     path = Path(path)
     try:
+        if path.stat().st_size == 0:
+            raise WeightsError(f"cannot load '{path}': the file is empty (0 bytes)")
         with warnings.catch_warnings():  # torch warns about pickle protocols it may not support
             warnings.simplefilter("ignore")
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except WeightsError:
+        raise
     except Exception as e:  # UnpicklingError for unsafe globals, RuntimeError/EOFError for junk
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"cannot load '{path}' as a weights-only checkpoint: {reason[:200]}") from None
+        raise WeightsError(f"cannot load '{path}' as a weights-only checkpoint: {_load_reason(e)}") from None
     sd = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise WeightsError(f"'{path}' does not hold a state dict (got {type(sd).__name__})")
     return {k: v for k, v in sd.items()}
+
+
+def _load_reason(e: BaseException) -> str:
+    """The useful part of a ``torch.load`` error: torch wraps the unpickler's reason in a long
+    advertisement for ``weights_only=False``, which cwm never uses."""
+    text = " ".join(str(e).split())
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split(" Please use", 1)[0].split(" Check the", 1)[0]
+        text = text.strip().rstrip(".")
+        if "GLOBAL" in text:
+            text += " (the file asks to run code on load; cwm never does)"
+    return _first_line(text.strip() or type(e).__name__)
 
 
 def model_from_official(sd: dict[str, torch.Tensor], heads: tuple[int, int] | None = None,
@@ -177,28 +192,45 @@ def save_pretrained(model: CWM, folder: str | Path, training: dict[str, Any] | N
 
 
 def read_config(path: str | Path) -> tuple[CWMConfig, dict[str, Any]]:
-    """Parse ``config.json``: returns the config and the training metadata."""
+    """Parse ``config.json``: returns the config and the training metadata.
+
+    Raises:
+        WeightsError: the file does not exist.
+        ConfigError: anything else: unreadable, not JSON, a newer ``format_version``, unknown
+            fields, bad values. Nothing else escapes, whatever the file holds.
+    """
     path = Path(path)
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise WeightsError(f"'{path}' not found (a weights folder needs {CONFIG_FILE} beside {WEIGHTS_FILE})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"cannot parse '{path}': {e}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read '{path}': {e.strerror or e}") from None
+    # ValueError: bad JSON, bad UTF-8, or an integer too long to convert; RecursionError: nesting.
+    except (ValueError, RecursionError) as e:
+        raise ConfigError(f"cannot parse '{path}': {_first_line(e)}") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("architecture"), dict):
         raise ConfigError(f"'{path}' has no 'architecture' object")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
-        raise ConfigError(f"'{path}' has format_version {version!r}; this cwm reads versions 1..{FORMAT_VERSION} "
-                          "(upgrade cwm to read newer files)")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
+        raise ConfigError(f"'{path}' has format_version {shown(version)}; this cwm reads versions "
+                          f"1..{FORMAT_VERSION} (upgrade cwm to read newer files)")
     unknown = sorted(set(meta) - {"format_version", "architecture", "training", "preprocessing"})
     if unknown:
-        raise ConfigError(f"'{path}' has unknown top-level field(s): {', '.join(unknown)}")
+        raise ConfigError(f"'{path}' has unknown top-level field(s): {', '.join(map(shown, unknown))}")
     try:
         cfg = CWMConfig.from_dict(meta["architecture"])
     except ConfigError as e:
         raise ConfigError(f"'{path}': {e}") from None
-    return cfg, meta.get("training", {})
+    training = meta.get("training", {})
+    if not isinstance(training, dict):
+        raise ConfigError(f"'{path}': 'training' must be an object, got {type(training).__name__}")
+    return cfg, training
+
+
+def _first_line(e: BaseException, limit: int = 200) -> str:
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_pretrained(path: str | Path) -> CWM:

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cwm.errors import ConfigError
+from cwm.errors import ConfigError, shown
 
 #: Bumped when config.json changes incompatibly; newer files are refused with a clear error.
 FORMAT_VERSION = 1
@@ -55,14 +58,42 @@ class CWMConfig:
     mask_ratio: float = 0.99
 
     def __post_init__(self) -> None:
+        self._check_types()
         size = self.img_size
-        if isinstance(size, int):
+        if _is_int(size):
             size = (size, size)
         if size is not None:
             object.__setattr__(self, "img_size", tuple(int(s) for s in size))
+        for name in _INT_FIELDS:  # numpy integers become plain ints (config.json must serialise)
+            object.__setattr__(self, name, int(getattr(self, name)))
+        object.__setattr__(self, "mlp_ratio", float(self.mlp_ratio))
+        object.__setattr__(self, "mask_ratio", float(self.mask_ratio))
+        object.__setattr__(self, "k_bias", bool(self.k_bias))
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
         self.validate()
+
+    def _check_types(self) -> None:
+        """Raise :class:`ConfigError` for a field of the wrong type (a JSON string, a fraction
+        where an integer belongs, NaN), before anything converts it silently."""
+        for name in _INT_FIELDS:
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer (got {shown(getattr(self, name))})")
+        size = self.img_size
+        if size is not None and not _is_int(size) and not (
+                _is_sequence(size) and len(size) == 2 and all(_is_int(s) for s in size)):
+            raise ConfigError(f"img_size must be null, an integer or [H, W] integers (got {shown(size)})")
+        if size is not None and min((size, size) if _is_int(size) else size) < 1:
+            raise ConfigError(f"img_size must be positive (got {shown(size)})")
+        for name in ("mlp_ratio", "mask_ratio"):
+            if not _is_real(getattr(self, name)):
+                raise ConfigError(f"{name} must be a finite number (got {shown(getattr(self, name))})")
+        if not isinstance(self.k_bias, (bool, _np_bool())):
+            raise ConfigError(f"k_bias must be true or false (got {shown(self.k_bias)})")
+        for name in ("mean", "std"):
+            v = getattr(self, name)
+            if not (_is_sequence(v) and len(v) == 3 and all(_is_real(x) for x in v)):
+                raise ConfigError(f"{name} must be 3 finite numbers (got {shown(v)})")
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first inconsistent field."""
@@ -79,6 +110,8 @@ class CWMConfig:
             raise ConfigError(f"mask_ratio must be in [0, 1) (got {self.mask_ratio})")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError("mean and std must each hold 3 values, std > 0")
+        if not self.mlp_ratio * min(self.enc_dim, self.dec_dim) >= 1:
+            raise ConfigError(f"mlp_ratio {self.mlp_ratio} leaves an MLP with no hidden units")
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -109,18 +142,46 @@ class CWMConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "CWMConfig":
-        """Build from a dict, refusing unknown fields with a "did you mean" hint."""
+    def from_dict(cls, d: Mapping[str, Any]) -> "CWMConfig":
+        """Build from a dict (a parsed ``config.json`` "architecture" object).
+
+        Raises:
+            ConfigError: not a dict, unknown fields (with a "did you mean" hint), values of the
+                wrong type or out of range. Nothing else escapes, whatever ``d`` holds.
+        """
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"a config must be a JSON object of fields, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(str(k) for k in d if k not in known)
         if unknown:
-            hints = [f"{u} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(u, known, 1)) else u
-                     for u in unknown]
+            hints = [f"{shown(u)} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(u, known, 1))
+                     else shown(u) for u in unknown]
             raise ConfigError(f"unknown config field(s): {', '.join(hints)}")
-        try:
-            return cls(**d)
-        except TypeError as e:  # wrong value types, e.g. a string where an int belongs
-            raise ConfigError(f"bad config values: {e}") from None
+        return cls(**d)
+
+
+_INT_FIELDS = ("patch_size", "num_frames", "enc_dim", "enc_depth", "enc_heads", "dec_dim", "dec_depth",
+               "dec_heads")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, _np_bool()))
+
+
+def _is_real(v: Any) -> bool:
+    return (isinstance(v, numbers.Real) and not isinstance(v, (bool, _np_bool()))
+            and math.isfinite(v))
+
+
+def _is_sequence(v: Any) -> bool:
+    """A list, tuple, array... of values; not a string or a mapping."""
+    return not isinstance(v, (str, bytes, Mapping)) and hasattr(v, "__len__") and hasattr(v, "__iter__")
+
+
+def _np_bool() -> type:
+    import numpy as np
+
+    return np.bool_
 
 
 _OFFICIAL_224 = dict(img_size=(224, 224))

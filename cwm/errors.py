@@ -20,3 +20,9 @@ class WeightsError(CWMError):
 
 class ConfigError(CWMError, ValueError):
     """A bad configuration or argument: unknown names, out-of-range values, bad config files."""
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """``value`` for an error message: its repr, on one line, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cwm.atomic import atomic_write
 from cwm.errors import InputError
 
 FLO_TAG = 202021.25
@@ -34,27 +35,35 @@ KITTI_OFFSET = 2.0 ** 15
 
 def _check_flow(flow: np.ndarray) -> np.ndarray:
     flow = np.asarray(flow)
-    if flow.ndim != 3 or flow.shape[2] != 2:
-        raise InputError(f"flow must be [H, W, 2], got shape {flow.shape}")
+    if flow.ndim != 3 or flow.shape[2] != 2 or not np.issubdtype(flow.dtype, np.number):
+        raise InputError(f"flow must be a numeric [H, W, 2] array, got {flow.dtype} {flow.shape}")
     return flow
 
 
-def write_flo(path: str | PathLike, flow: np.ndarray) -> None:
-    """Write a flow ``[H, W, 2]`` as a Middlebury ``.flo`` file."""
+def write_flo(path: str | PathLike, flow: np.ndarray, overwrite: bool = True) -> None:
+    """Write a flow ``[H, W, 2]`` as a Middlebury ``.flo`` file, atomically.
+
+    ``overwrite=False`` refuses (InputError) to replace an existing file.
+    """
     flow = _check_flow(flow).astype("<f4")
     height, width = flow.shape[:2]
-    with open(path, "wb") as f:
+    with atomic_write(path, overwrite=overwrite) as tmp, open(tmp, "wb") as f:
         f.write(np.array([FLO_TAG], "<f4").tobytes())
         f.write(np.array([width, height], "<i4").tobytes())
         f.write(flow.tobytes())
 
 
 def read_flo(path: str | PathLike) -> np.ndarray:
-    """Read a Middlebury ``.flo`` file into ``[H, W, 2]`` float32."""
+    """Read a Middlebury ``.flo`` file into ``[H, W, 2]`` float32.
+
+    Raises:
+        InputError: unreadable, no "PIEH" tag, or a size that does not match the header; nothing
+            else escapes, whatever the file holds.
+    """
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise InputError(f"cannot read flow file {path}: {exc.strerror}") from exc
+        raise InputError(f"cannot read flow file {path}: {exc.strerror or exc}") from None
     header = 12
     if len(data) < header or np.frombuffer(data[:4], "<f4")[0] != np.float32(FLO_TAG):
         raise InputError(f"{path} is not a Middlebury .flo file (bad tag)")
@@ -67,8 +76,11 @@ def read_flo(path: str | PathLike) -> np.ndarray:
 
 def write_kitti_flow(path: str | PathLike, flow: np.ndarray,
                      valid: np.ndarray | None = None) -> None:
-    """Write a flow ``[H, W, 2]`` and validity ``[H, W]`` bool (default all) as a KITTI PNG."""
-    import cv2
+    """Write a flow ``[H, W, 2]`` and validity ``[H, W]`` bool (default all) as a KITTI PNG
+    (atomically; replaces ``path``)."""
+    from cwm.video import import_cv2
+
+    cv2 = import_cv2()
 
     flow = _check_flow(flow).astype(np.float64)
     valid = np.ones(flow.shape[:2], bool) if valid is None else np.asarray(valid, bool)
@@ -78,17 +90,32 @@ def write_kitti_flow(path: str | PathLike, flow: np.ndarray,
     coded[~valid] = 0
     # OpenCV writes BGR order, so B, G, R = valid, dy, dx puts dx in the file's red channel.
     image = np.stack([valid.astype(np.uint16), coded[..., 1], coded[..., 0]], axis=-1)
-    if not cv2.imwrite(str(path), image):
-        raise InputError(f"cannot write KITTI flow PNG {path}")
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise InputError(f"cannot write KITTI flow PNG {path}: PNG encoding failed")
+    with atomic_write(path, overwrite=True) as tmp:
+        tmp.write_bytes(encoded.tobytes())
 
 
 def read_kitti_flow(path: str | PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read a KITTI flow PNG: flow ``[H, W, 2]`` float32 (0 where invalid), valid ``[H, W]``."""
-    import cv2
+    """Read a KITTI flow PNG: flow ``[H, W, 2]`` float32 (0 where invalid), valid ``[H, W]``.
 
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    Raises:
+        InputError: unreadable, not an image, or not a 16-bit 3-channel image; nothing else
+            escapes, whatever the file holds.
+    """
+    from cwm.video import check_readable, import_cv2
+
+    cv2 = import_cv2()
+    check_readable(path, "KITTI flow PNG")
+    try:
+        image = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    except OSError as exc:
+        raise InputError(f"cannot read KITTI flow PNG '{path}': {exc.strerror or exc}") from None
+    except cv2.error:
+        image = None
     if image is None:
-        raise InputError(f"cannot read KITTI flow PNG {path}")
+        raise InputError(f"cannot read KITTI flow PNG '{path}': not a decodable image")
     if image.dtype != np.uint16 or image.ndim != 3 or image.shape[2] != 3:
         raise InputError(f"{path} is not a 16-bit 3-channel KITTI flow PNG "
                          f"(got {image.dtype} {image.shape})")

@@ -16,7 +16,8 @@ import numpy as np
 
 from cwm.atomic import atomic_write
 from cwm.errors import ConfigError, InputError
-from cwm.video import BACKENDS, VideoReader, check_readable, default_backends, open_video
+from cwm.video import (BACKENDS, VideoReader, check_readable, default_backends, import_cv2,
+                       open_video)
 from cwm.video import one_line as _one_line
 
 __all__ = [
@@ -79,6 +80,11 @@ def read_image(path: str | os.PathLike, max_side: int | None = None) -> np.ndarr
         InputError: missing path, a folder, no read permission, empty file, undecodable or
             truncated data, or more pixels than PIL's decompression-bomb limit.
     """
+    return _read_image(path, max_side)[0]
+
+
+def _read_image(path: str | os.PathLike, max_side: int | None) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`read_image`, plus the image's upright ``(H, W)`` before any shrinking."""
     from PIL import Image
 
     if max_side is not None and (not isinstance(max_side, (int, np.integer)) or max_side < 1):
@@ -86,20 +92,23 @@ def read_image(path: str | os.PathLike, max_side: int | None = None) -> np.ndarr
     check_readable(path, "image")
     try:
         with Image.open(path) as src:
-            pixels = np.asarray(_decode_pil(src, max_side))  # a read-only view of a bytes copy
+            im, size = _decode_pil(src, max_side)
+            pixels = np.asarray(im)  # a read-only view of a bytes copy
         # src is closed (its pixel memory freed) before this copy, the only other full one.
-        return pixels.copy()
+        return pixels.copy(), size
     except Image.DecompressionBombError as e:
-        raise InputError(f"cannot read image '{path}': too many pixels to decode safely ({e})")
+        raise InputError(f"cannot read image '{path}': too many pixels to decode safely ({e})") from None
     except Image.UnidentifiedImageError:
         raise InputError(f"cannot read image '{path}': not a recognised image format") from None
     except (OSError, ValueError, SyntaxError) as e:  # PIL's decoders use all three
         raise InputError(f"cannot read image '{path}': undecodable data ({_one_line(e)})") from None
 
 
-def _decode_pil(im, max_side: int | None):  # PIL.Image -> PIL.Image "RGB", upright, shrunk
+def _decode_pil(im, max_side: int | None):
+    """PIL.Image -> (PIL.Image "RGB", upright and shrunk; its upright ``(H, W)`` before shrinking)."""
     from PIL import Image
 
+    w, h = im.size
     if max_side is not None:
         im.draft("RGB", (max_side, max_side))  # JPEG only: DCT-domain downscale while decoding
     orientation = im.getexif().get(0x0112, 1)  # read before conversion drops the metadata
@@ -108,7 +117,9 @@ def _decode_pil(im, max_side: int | None):  # PIL.Image -> PIL.Image "RGB", upri
         im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
     if orientation in _EXIF_TRANSPOSE:  # after shrinking: cheaper, and the box is square
         im = im.transpose(getattr(Image.Transpose, _EXIF_TRANSPOSE[orientation]))
-    return im
+        if orientation >= 5:  # the transposes and rotations by 90 degrees swap the sides
+            w, h = h, w
+    return im, (h, w)
 
 
 def _to_8bit_rgb(im):  # PIL.Image -> PIL.Image in mode "RGB"
@@ -253,7 +264,7 @@ def _write_pyav(tmp: Path, path, first, frames, fps, codec: str, container_forma
 
 
 def _write_opencv(tmp: Path, path, first, frames, fps, ext: str) -> int:
-    import cv2
+    cv2 = import_cv2()
 
     fourcc = _OPENCV_FOURCC.get(ext, "mp4v")
     h, w = first.shape[:2]
@@ -281,13 +292,15 @@ def _chain(first, rest):
 # Frame pairs
 # ---------------------------------------------------------------------------------------------
 def load_frame_pair(a: str | os.PathLike, b: str | os.PathLike | None = None,
-                    gap: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                    gap: int = 1, max_side: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Load the two frames a CWM compares.
 
     Args:
         a: a video, or the first image.
         b: the second image (only with an image ``a``).
         gap: for a video, the frames returned are ``0`` and ``gap``.
+        max_side: images only: shrink each while reading, as :func:`read_image` does, so a
+            huge image never exists at full size in RGB (video frames come at stored size).
     Returns:
         ``(frame0, frame1)``, each uint8 ``[H, W, 3]`` RGB, of equal size.
     Raises:
@@ -305,9 +318,9 @@ def load_frame_pair(a: str | os.PathLike, b: str | os.PathLike | None = None,
         return pair[0], pair[1]
     if is_video_path(a) or is_video_path(b):
         raise InputError(f"pass either one video or two images, got '{a}' and '{b}'")
-    f0, f1 = read_image(a), read_image(b)
-    if f0.shape != f1.shape:
-        raise InputError(f"frame sizes differ: {a} is {f0.shape[1]}x{f0.shape[0]}, "
-                         f"{b} is {f1.shape[1]}x{f1.shape[0]}")
+    (f0, size0), (f1, size1) = _read_image(a, max_side), _read_image(b, max_side)
+    if size0 != size1:  # compared at stored size: shrinking could make different sizes agree
+        raise InputError(f"frame sizes differ: {a} is {size0[1]}x{size0[0]}, "
+                         f"{b} is {size1[1]}x{size1[0]}")
     return f0, f1
 

@@ -12,13 +12,42 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from cwm.errors import InputError
+from cwm.errors import ConfigError, InputError, shown
 from cwm.frames import check_points, from_tensor, resize, scale_points, to_tensor, to_tensor_pair
 from cwm.masking import last_frame_mask, make_mask
 from cwm.model import CWM
 
 Point = tuple[float, float]
 Move = tuple[Point, Point]
+#: Device types a predictor can run on, with the check that says whether one is usable here.
+_DEVICE_TYPES = {"cpu": lambda: True, "cuda": lambda: torch.cuda.is_available(),
+                 "mps": lambda: torch.backends.mps.is_available()}
+
+
+def resolve_device(device: str | torch.device | None, name: str = "device") -> torch.device:
+    """The ``torch.device`` a predictor runs on: ``device``, or CUDA when available if None.
+
+    Args:
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, a ``torch.device``, or None.
+        name: how error messages name the argument (the CLI passes ``"--device"``).
+    Raises:
+        ConfigError: a string torch does not parse as a device, an unsupported device type, or
+            a device that is not available here (no CUDA, a CUDA index past the last GPU).
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    text = shown(str(device))
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"{name} {text} is not a device (use cpu, cuda, cuda:N or mps)") from None
+    if dev.type not in _DEVICE_TYPES:
+        raise ConfigError(f"{name} {text}: device type '{dev.type}' is not supported (use {', '.join(_DEVICE_TYPES)})")
+    if not _DEVICE_TYPES[dev.type]():
+        raise ConfigError(f"{name} {text}: {dev.type.upper()} is not available here (see `cwm env`)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"{name} {text}: there are only {torch.cuda.device_count()} CUDA devices")
+    return dev
 
 
 class CWMPredictor:
@@ -35,7 +64,7 @@ class CWMPredictor:
     """
 
     def __init__(self, model: CWM, device: str | torch.device | None = None):
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.config = model.cfg
         self.size = self.config.input_size

@@ -16,11 +16,17 @@ Policies, the same for every backend:
   - Frame ``i`` is the ``i``-th frame in presentation order. PyAV and OpenCV decode forward
     from the current position and seek only for jumps of more than :data:`SEEK_GAP` frames;
     PyAV then maps timestamps to indices with ``fps``, exact for constant frame rate.
+  - The backends' own log lines are silenced (decord's and OpenCV's FFmpeg logs, OpenCV
+    warnings, decord's "ERROR opening" line): a backend that fails is expected while falling
+    back, and its reason is in the InputError. ``OPENCV_LOG_LEVEL`` and
+    ``OPENCV_FFMPEG_LOGLEVEL`` set by the user are left alone.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -122,6 +128,17 @@ class VideoReader:
         for _, frame in self._decode(wanted):
             yield frame
 
+    def iter_indices(self, indices: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """Stream ``(i, frame)`` for ascending, distinct ``indices``, one frame at a time.
+
+        Like :meth:`iter_frames`, this stops quietly at the end of the stream (a truncated file),
+        where :meth:`get` raises.
+        """
+        idx = [int(i) for i in indices]
+        if any(b <= a for a, b in zip(idx, idx[1:])) or (idx and idx[0] < 0):
+            raise ConfigError("iter_indices needs ascending, distinct, non-negative indices")
+        yield from self._decode(i for i in idx if i < self.num_frames)
+
     def close(self) -> None:
         """Release the file; further reads are undefined."""
 
@@ -172,7 +189,8 @@ class _DecordReader(VideoReader):
 
     def _open(self) -> None:
         decord = _import_decord()
-        self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=self.num_threads)
+        with _stderr_silenced():  # decord's C++ logger prints "ERROR opening: ..." itself
+            self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=self.num_threads)
         self.num_frames, self.fps = len(self._vr), float(self._vr.get_avg_fps())
         if self.num_frames < 1:
             raise ValueError("no frames")
@@ -199,14 +217,50 @@ class _DecordReader(VideoReader):
 
 def _import_decord():
     """Import decord after PyAV: decord's bundled FFmpeg libraries, loaded first, shadow PyAV's
-    and break its libvpx-vp9 encoder (measured with decord 0.6.0 and PyAV 18)."""
+    and break its libvpx-vp9 encoder (measured with decord 0.6.0 and PyAV 18). Its FFmpeg logs
+    are switched off (see the module notes)."""
     try:
         import av  # noqa: F401
     except ImportError:
         pass
     import decord
 
+    decord.logging.set_level(decord.logging.QUIET)
     return decord
+
+
+def import_cv2():
+    """Import OpenCV with its warnings and its FFmpeg's logs off, unless the user set
+    ``OPENCV_LOG_LEVEL`` or ``OPENCV_FFMPEG_LOGLEVEL`` (see the module notes)."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read at each open
+    import cv2
+
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    return cv2
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Point file descriptor 2 at /dev/null for the ``with`` body (for C++ code that logs there).
+
+    Output that other threads write to stderr meanwhile is lost too; without a usable fd 2
+    (an embedded interpreter, say) this does nothing.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class _PyAVReader(VideoReader):
@@ -287,7 +341,7 @@ class _OpenCVReader(VideoReader):
     backend = "opencv"
 
     def _open(self) -> None:
-        import cv2
+        cv2 = import_cv2()
 
         self._cap = None
         self._restart()
@@ -302,7 +356,7 @@ class _OpenCVReader(VideoReader):
         self._restart()
 
     def _restart(self) -> None:
-        import cv2
+        cv2 = import_cv2()
 
         self.close()
         self._cap = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG)

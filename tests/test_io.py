@@ -302,6 +302,11 @@ def test_truncated_stream_reports_where_it_ends(tmp_path):
             v.get([299])
         n = sum(1 for _ in v.iter_frames())
         assert 0 < n < 300 and v.num_frames == n
+    with open_video(tmp_path / "cut.mp4", backends=["pyav"]) as v:  # streaming stops quietly too
+        got = [(i, _frame_id(f)) for i, f in v.iter_indices([0, 5, n - 1, n, 299])]
+        assert got == [(0, 0), (5, 5), (n - 1, n - 1)]
+        with pytest.raises(ConfigError, match="ascending"):
+            list(v.iter_indices([5, 0]))
 
 
 def test_bad_videos_raise_input_error_naming_the_file(tmp_path, monkeypatch, clip):

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from cwm.errors import ConfigError, InputError
+from cwm.errors import InputError
 
 #: Where outputs go when ``-o`` is not given: ``cwm_out/<input stem>_<command>/``.
 DEFAULT_OUT_ROOT = Path("cwm_out")
@@ -170,14 +170,23 @@ def default_out(inputs: Sequence[str | os.PathLike], command: str) -> Path:
 
 
 def fit_size(image: np.ndarray, size: int | None) -> np.ndarray:
-    """Resize ``image`` so its longer side is ``size`` pixels (aspect kept); None keeps it."""
+    """Resize ``image`` so its longer side is ``size`` pixels (aspect kept); None keeps it.
+
+    Raises:
+        InputError: the result would have more pixels than PIL's decompression-bomb limit
+            (``PIL.Image.MAX_IMAGE_PIXELS``), the most cwm reads from a file.
+    """
     if size is None or max(image.shape[:2]) == size:
         return image
     import cv2
+    from PIL import Image
 
     h, w = image.shape[:2]
     s = size / max(h, w)
     new = (max(1, round(w * s)), max(1, round(h * s)))
+    if Image.MAX_IMAGE_PIXELS and new[0] * new[1] > Image.MAX_IMAGE_PIXELS:
+        raise InputError(f"--size {size} would enlarge {w}x{h} frames to {new[0]}x{new[1]}, more than "
+                         f"the {Image.MAX_IMAGE_PIXELS} pixels cwm reads from a file")
     interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
     return cv2.resize(image, new, interpolation=interp)
 
@@ -199,26 +208,18 @@ def load_pair(args: argparse.Namespace, command: str) -> tuple[np.ndarray, np.nd
         raise UsageError(f"{command}: expected two images or one video, got {len(args.inputs)} inputs")
     if len(args.inputs) == 2 and args.gap:
         raise UsageError(f"{command}: --gap applies to a video input, not to two images")
-    f0, f1 = load_frame_pair(*args.inputs, gap=args.gap or 1)
+    # --size shrinks images while decoding (a huge photo never sits in memory as a full RGB
+    # array); fit_size then only enlarges small images or resizes video frames.
+    f0, f1 = load_frame_pair(*args.inputs, gap=args.gap or 1, max_side=args.size)
     return fit_size(f0, args.size), fit_size(f1, args.size)
 
 
 def load_predictor(args: argparse.Namespace):
-    """``cwm.load(--weights, --device)``, with a bad or unavailable ``--device`` as a user error."""
-    import torch
-
+    """``cwm.load(--weights, --device)``; a bad or unavailable ``--device`` is a ConfigError."""
     import cwm
+    from cwm.predictor import resolve_device
 
-    if args.device is not None:
-        try:
-            device = torch.device(args.device)
-        except (RuntimeError, ValueError):
-            raise ConfigError(f"--device: unknown device '{args.device}' (use cpu, cuda, cuda:N, ...)") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"--device {args.device}: CUDA is not available here (see `cwm env`)")
-        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {args.device}: there are {torch.cuda.device_count()} CUDA devices")
-    return cwm.load(args.weights, device=args.device)
+    return cwm.load(args.weights, device=resolve_device(args.device, name="--device"))
 
 
 def progress(total: int, desc: str, quiet: bool):
@@ -275,41 +276,58 @@ class Outputs:
         self._preexisting = set(existing)
         dirs = {self.folder, *(p.parent for p in self.planned)}
         self._new_dirs = {a for d in dirs for a in (d, *d.parents) if not a.exists()}
+        from cwm.atomic import stale_temp_files
+
+        for p in self.planned:  # leftovers of a run that was killed (SIGKILL) before renaming
+            for tmp in stale_temp_files(p):
+                tmp.unlink(missing_ok=True)
 
     def path(self, name: str) -> Path:
         """A path under the folder for a :meth:`plan_pattern` output (checked by :meth:`check`)."""
         return self.folder / name
 
-    def _done(self, path: Path) -> Path:
-        self.written.append(path)
-        if path not in self._preexisting:
+    def _write(self, path: Path, write: Callable[[], Any]) -> Path:
+        """Run ``write()`` (an atomic writer of ``path``) and record ``path`` as written.
+
+        An interrupt can land after the writer renamed the file into place but before it
+        returned; a file that was not there at :meth:`check` and is there now is then this run's,
+        so it is recorded for :meth:`rollback` all the same.
+        """
+        fresh = path not in self._preexisting
+        try:
+            write()
+        except KeyboardInterrupt:
+            if fresh and path.exists() and path not in self.created:
+                self.created.append(path)
+            raise
+        if fresh:
             self.created.append(path)
+        self.written.append(path)
         return path
 
     def image(self, path: Path, img: np.ndarray) -> Path:
         from cwm.io import write_image
 
-        write_image(path, img, overwrite=self.overwrite)
-        return self._done(path)
+        return self._write(path, lambda: write_image(path, img, overwrite=self.overwrite))
 
     def array(self, path: Path, arr: np.ndarray) -> Path:
         """``.npy`` (any array) or ``.flo`` (a flow ``[H, W, 2]``, Middlebury format)."""
         from cwm.atomic import atomic_write
+        from cwm.flowio import write_flo
 
-        with atomic_write(path, overwrite=self.overwrite) as tmp:
+        def write() -> None:
             if path.suffix == ".flo":
-                from cwm.flowio import write_flo
-
-                write_flo(tmp, arr)
-            else:
+                write_flo(path, arr, overwrite=self.overwrite)
+                return
+            with atomic_write(path, overwrite=self.overwrite) as tmp:
                 np.save(tmp, arr)
-        return self._done(path)
+
+        return self._write(path, write)
 
     def video(self, path: Path, frames: Iterable[np.ndarray], fps: float) -> Path:
         from cwm.io import write_video
 
-        write_video(path, frames, fps=fps, overwrite=self.overwrite)
-        return self._done(path)
+        return self._write(path, lambda: write_video(path, frames, fps=fps, overwrite=self.overwrite))
 
     def rollback(self) -> None:
         for p in reversed(self.created):

@@ -38,14 +38,14 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from probes.depth import depth
-
     if args.stereo and args.motion:
         raise UsageError("depth: --motion applies without --stereo (a stereo pair has no camera motion to remove)")
     outputs = Outputs(args.out or default_out(args.inputs, "depth"), args.overwrite)
     png_path, npy_path = outputs.plan("depth.png", "inverse_depth.npy")
     f0, f1 = load_pair(args, "depth")
     outputs.check()
+    from probes.depth import depth  # torch: imported once the inputs are known to be good
+
     predictor = load_predictor(args)
     options = {"motion": args.motion} if args.motion else {}
     result = depth(predictor, f0, f1, stereo=args.stereo, **options)

@@ -130,14 +130,14 @@ class _Job:
 
 def run_dense(args: argparse.Namespace, kind: Kind) -> int:
     """Plan and check every output, then stream pairs through :func:`probes.flow.flow`."""
-    from probes.flow import flow
-
     fmt = _check_usage(args, kind)
     outputs = Outputs(args.out or default_out(args.inputs, kind.name), args.overwrite)
     reader = _open_video(args) if len(args.inputs) == 1 else None
     try:
         job = _plan(args, kind, fmt, outputs, reader)
         outputs.check()
+        from probes.flow import flow  # torch: imported once the inputs are known to be good
+
         predictor = load_predictor(args)
         bar = progress(len(job.raw), kind.name, args.quiet)
 
@@ -201,7 +201,7 @@ def _plan(args: argparse.Namespace, kind: Kind, fmt: str, outputs: Outputs, read
 
     ext = ".flo" if fmt == "flo" else ".npy"
     if reader is None:  # two images: one pair, files named after the command
-        f0, f1 = (fit_size(f, args.size) for f in load_frame_pair(*args.inputs))
+        f0, f1 = (fit_size(f, args.size) for f in load_frame_pair(*args.inputs, max_side=args.size))
         raw = dict(zip([0], outputs.plan(f"{kind.name}{ext}")))
         png = dict(zip([0], outputs.plan(f"{kind.name}.png"))) if fmt == "png" else {}
         return _Job(iter([(0, f0, f1)]), raw, png, None)
@@ -215,11 +215,18 @@ def _plan(args: argparse.Namespace, kind: Kind, fmt: str, outputs: Outputs, read
 
 
 def _stream_pairs(reader, gap: int, every: int, size: int | None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """Yield ``(t, frame_t, frame_t+gap)`` for ``t = 0, every, 2*every, ...``, holding gap+1 frames."""
+    """Yield ``(t, frame_t, frame_t+gap)`` for ``t = 0, every, 2*every, ...``, holding gap+1 frames.
+
+    Stops quietly where the stream ends (a truncated file); the caller reports the pairs missed.
+    """
     if every > gap:  # pairs do not share frames: decode just the two (forward, no revisits)
-        for t in range(0, reader.num_frames - gap, every):
-            f0, f1 = reader.get([t, t + gap])
-            yield t, fit_size(f0, size), fit_size(f1, size)
+        starts = range(0, reader.num_frames - gap, every)
+        first: dict[int, np.ndarray] = {}
+        for i, frame in reader.iter_indices(sorted({j for t in starts for j in (t, t + gap)})):
+            if i in starts:
+                first[i] = fit_size(frame, size)
+            if i - gap in first:
+                yield i - gap, first.pop(i - gap), fit_size(frame, size)
         return
     window: collections.deque = collections.deque(maxlen=gap + 1)
     for i, frame in enumerate(reader.iter_frames()):

@@ -3,16 +3,21 @@
 Each subcommand lives in its own module of :mod:`cwm.cli` with ``register(subparsers)`` (which
 adds its parser and sets ``run``) and ``run(args) -> int``. Exit codes: 0 success, 2 user error
 (a :class:`cwm.errors.CWMError` or a bad command line, reported on one stderr line without a
-traceback), 130 interrupted (Ctrl-C; no half-written files remain), anything else is a bug and
-keeps its traceback.
+traceback), 130 interrupted (Ctrl-C) and 143 terminated (SIGTERM), after removing the files the
+run had written; anything else is a bug and keeps its traceback. SIGKILL cannot be caught: it
+leaves the files already finished (each complete) and at most one hidden temporary file, never a
+half-written file under a final name.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from cwm.cli.common import CWMArgumentParser, UsageError, unknown_options
 from cwm.errors import CWMError
@@ -61,15 +66,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         for pattern in QUIET_WARNINGS:
             warnings.filterwarnings("ignore", message=pattern)
         try:
-            return _run(argv)
+            with _sigterm_as_interrupt():
+                return _run(argv)
         except SystemExit as e:  # argparse: --help, --version and usage errors
             return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
         except (CWMError, UsageError) as e:
             print(f"cwm: error: {_one_line(e)}", file=sys.stderr)
             return 2
+        except Terminated:
+            print("\ncwm: terminated", file=sys.stderr)
+            return 128 + signal.SIGTERM
         except KeyboardInterrupt:
             print("\ncwm: interrupted", file=sys.stderr)
             return 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up (removing partial outputs) runs."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` for the ``with`` body, unless someone (the caller's
+    program) already handles SIGTERM, or this is not the main thread (only it gets signals)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _run(argv: list[str]) -> int:

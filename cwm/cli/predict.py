@@ -27,13 +27,13 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cwm.masking import make_mask
-    from cwm.viz import side_by_side
-
     outputs = Outputs(args.out or default_out(args.inputs, "predict"), args.overwrite)
     pred_path, cmp_path = outputs.plan("prediction.png", "comparison.png")
     f0, f1 = load_pair(args, "predict")
     outputs.check()
+    from cwm.masking import make_mask  # torch: imported once the inputs are known to be good
+    from cwm.viz import side_by_side
+
     predictor = load_predictor(args)
     # The predictor's own random policy, made explicit so the revealed patches can be drawn.
     mask = make_mask(1, predictor.num_frames, predictor.grid, 1.0 - min(args.visible, 1 - 1e-9),

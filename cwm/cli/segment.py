@@ -41,7 +41,6 @@ def register(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from cwm.io import is_video_path, open_video, read_image
-    from probes.segments import segment
 
     if args.auto and args.point:
         raise UsageError("segment: pass --point or --auto, not both")
@@ -58,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         image = read_image(args.input)
     check_inside(args.point, image.shape[:2], "--point")
     outputs.check()
+    from probes.segments import segment  # torch: imported once the inputs are known to be good
+
     predictor = load_predictor(args)
     options = {k: v for k, v in (("method", args.method), ("directions", args.directions)) if v is not None}
     result = segment(predictor, image, points=args.point or None, **options)
