@@ -6,7 +6,7 @@ Colours are RGB tuples. Points are ``(x, y) = (column, row)`` pixels. OpenCV is 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -250,6 +250,27 @@ def _label(text: str, width: int, height: int, background: int) -> np.ndarray:
     strip = np.full((height, width, 3), background, np.uint8)
     cv2.putText(strip, text, (pad, height - 5), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return strip
+
+
+def patch_box(index: int, grid: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Pixel box ``(x0, y0, x1, y1)`` (inclusive) of model patch ``index`` in an image of ``size = (H, W)``."""
+    gh, gw = grid
+    i, j = divmod(int(index), gw)
+    h, w = size
+    return (int(j * w / gw), int(i * h / gh), int(np.ceil((j + 1) * w / gw)) - 1,
+            int(np.ceil((i + 1) * h / gh)) - 1)
+
+
+def draw_patches(image: np.ndarray, indices: Iterable[int], grid: tuple[int, int],
+                 color: tuple[int, int, int] = (255, 255, 0)) -> np.ndarray:
+    """Outline model patches ``indices`` (last-frame ``i*w + j`` on ``grid``) on a copy of ``image``."""
+    import cv2
+
+    out = np.ascontiguousarray(image).copy()
+    for idx in indices:
+        x0, y0, x1, y1 = patch_box(idx, grid, out.shape[:2])
+        cv2.rectangle(out, (x0, y0), (x1, y1), color, 1)
+    return out
 
 
 def points_overlay(image: np.ndarray, points: np.ndarray,

@@ -27,7 +27,7 @@ def mse(image: np.ndarray, target: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from cwm.cli.common import draw_patches
+    from cwm.viz import draw_patches
     from cwm.viz import side_by_side
     from probes.keypoints import keypoints
 

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     import torch
 
-    from cwm.cli.common import draw_patches
+    from cwm.viz import draw_patches
     from cwm.viz import side_by_side
 
     p = parser("rgb_dots", __doc__)

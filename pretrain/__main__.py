@@ -19,6 +19,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -42,8 +43,21 @@ overrides are section.field=value (YAML values), applied after --config:
 see pretrain/README.md and pretrain/config.py for every field."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Errors are one line, with the closest option names for unknown ones (as in ``cwm``)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        from cwm.cli.common import unknown_options
+
+        message = " ".join(message.split())
+        unknown = re.fullmatch(r"unrecognized arguments: (.*)", message)
+        if unknown:
+            message = unknown_options(self, unknown.group(1).split())
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m pretrain", description="Pretrain a CWM with Accelerate (any number of processes).",
         epilog=EPILOG + "\n\nexport: python -m pretrain export RUN_OR_CHECKPOINT [--out FOLDER]",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,7 +73,7 @@ def _train_parser() -> argparse.ArgumentParser:
 
 
 def _export_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pretrain export",
+    p = _Parser(prog="python -m pretrain export",
                                 description="Export a training checkpoint to a weights folder (cwm.load reads it).")
     p.add_argument("checkpoint", help="a checkpoint folder (RUN/checkpoints/step_N) or a run folder (its newest)")
     p.add_argument("--out", help="destination folder (default: RUN/export-step_N)")

@@ -399,6 +399,13 @@ def test_pretrain_help_shows_both_helps(capsys):
     assert code == 0 and "examples:" in out and "python -m pretrain" in out
 
 
+def test_pretrain_usage_errors_are_one_line_with_a_hint(capsys):
+    code, out, err = run(capsys, "pretrain", "--outptu-dir", "x")
+    assert code == 2 and err.count("\n") == 1 and "did you mean --output-dir?" in err and "Traceback" not in err
+    code, out, err = run(capsys, "pretrain", "export")
+    assert code == 2 and err.count("\n") == 1 and "required: checkpoint" in err
+
+
 # ------------------------------------------------------------------ the installed script
 def _script() -> list[str]:
     exe = shutil.which("cwm", path=str(Path(sys.executable).parent)) or shutil.which("cwm")

@@ -145,3 +145,12 @@ def test_side_by_side_labels_stay_over_their_own_panel():
     assert (strip[:, :64] < 128).any()              # the long caption was drawn (shrunk and cut)
     assert (strip[:, 64:64 + 4 + 64] == 255).all()  # ... and nothing spilled into the gap or the next panel
     assert (strip[:, 136:] < 128).any()
+
+
+def test_draw_patches_outlines_exactly_the_given_patches():
+    from cwm.viz import draw_patches
+
+    out = draw_patches(np.zeros((32, 32, 3), np.uint8), [5], (4, 4), color=(255, 0, 0))
+    drawn = np.argwhere(out[..., 0] == 255)  # patch 5 on a 4x4 grid: row 1, column 1 -> pixels 8..15
+    assert drawn.min(0).tolist() == [8, 8] and drawn.max(0).tolist() == [15, 15]
+    assert out[12, 12, 0] == 0  # an outline, not a fill

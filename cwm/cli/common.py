@@ -362,27 +362,3 @@ def run_outputs(outputs: Outputs, body: Callable[[], Any]) -> Any:
     except BaseException:
         outputs.rollback()
         raise
-
-
-def patch_box(index: int, grid: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Pixel box ``(x0, y0, x1, y1)`` (inclusive) of model patch ``index`` in an image of ``size = (H, W)``."""
-    gh, gw = grid
-    i, j = divmod(int(index), gw)
-    h, w = size
-    return (int(j * w / gw), int(i * h / gh), int(np.ceil((j + 1) * w / gw)) - 1,
-            int(np.ceil((i + 1) * h / gh)) - 1)
-
-
-def draw_patches(image: np.ndarray, indices: Iterable[int], grid: tuple[int, int],
-                 color: tuple[int, int, int] = (255, 255, 0)) -> np.ndarray:
-    """Outline model patches ``indices`` (last-frame ``i*w + j`` on ``grid``) on a copy of ``image``.
-
-    (A visualisation helper that :mod:`cwm.viz` does not have yet.)
-    """
-    import cv2
-
-    out = np.ascontiguousarray(image).copy()
-    for idx in indices:
-        x0, y0, x1, y1 = patch_box(idx, grid, out.shape[:2])
-        cv2.rectangle(out, (x0, y0), (x1, y1), color, 1)
-    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from cwm.cli.common import (Outputs, add_command, add_output_options, add_pair_arguments, default_out,
-                            draw_patches, load_pair, load_predictor, run_outputs, unit_fraction)
+                            load_pair, load_predictor, run_outputs, unit_fraction)
 
 EXAMPLES = """\
 cwm predict frame0.png frame1.png                      # 1% of frame-1 patches revealed
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     f0, f1 = load_pair(args, "predict")
     outputs.check()
     from cwm.masking import make_mask  # torch: imported once the inputs are known to be good
-    from cwm.viz import side_by_side
+    from cwm.viz import draw_patches, side_by_side
 
     predictor = load_predictor(args)
     # The predictor's own random policy, made explicit so the revealed patches can be drawn.
