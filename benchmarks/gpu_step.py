@@ -130,7 +130,6 @@ def measure(args, device: torch.device, batch: int, compile_: bool, peak: float,
     if device.type == "cuda":
         row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         torch.cuda.reset_peak_memory_stats(device)
-    del step, model, inputs
     return row
 
 

@@ -216,8 +216,6 @@ def side_by_side(panels: Sequence[np.ndarray], labels: Sequence[str] | None = No
     Returns:
         uint8 ``[max H (+ label strip), sum W + gaps, 3]``.
     """
-    import cv2
-
     if not panels:
         raise InputError("side_by_side needs at least one panel")
     if labels is not None and len(labels) != len(panels):
