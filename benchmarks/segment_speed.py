@@ -1,24 +1,33 @@
 """Cost of Spelke segments: forward passes and JVPs per point-prompted segment and per automatic
-segmentation, at 64 and 128 px, for the poke protocol and its Jacobian variant.
+segmentation, at 64 and 128 px, for the poke protocol and its Jacobian variant; and, with
+--accuracy, which of the two is more accurate.
 
 For each size (64: variant tiny_64, 128: small_128, random weights unless --weights names a
 checkpoint of that size) one synthetic image is segmented:
-  point      one point-prompted segment (the most interior pixel of an object);
-  auto       automatic segmentation with the model (with random weights the number of segments
-             it keeps is arbitrary, so the cost is reported with the count);
-  auto_oracle the same protocol on the rigid-objects oracle of the scene (probes.oracles_segments,
-             patch size of the model), whose segment count is the scene's object count.
-Counts are predictor items (batch entries) by kind, from ``SegmentResult.cost``. Forward
-equivalents weigh each JVP item by the measured JVP/forward time per batched item; seconds are
-the best of --repeats runs (wall and this process's CPU time). With --accuracy, the oracle's
-point-prompted IoU on synthetic scenes compares the two methods (and the poke protocol at a finer
-flow stride).
+  point/M       one point-prompted segment (the most interior pixel of an object), method M:
+                poke (default read="counterfactual"), poke_reprobe (read="reprobe", the
+                predict-then-flow-probe protocol) or jacobian, all at their default settings;
+  auto/M        automatic segmentation with the model (with random weights the number of segments
+                it keeps is arbitrary, so the cost is reported with the count);
+  auto_oracle/M the same protocol on the rigid-objects oracle of the scene (probes.oracles_segments,
+                patch size of the model), whose segment count is the scene's object count.
+Counts are predictor items (batch entries) by kind, from ``SegmentResult.cost``: a "forward" is one
+image through the model, a "JVP" one forward-mode tangent item. Forward equivalents weigh each
+JVP item by the measured JVP/forward time per batched item (the flow engine's vmapped tangents
+share one primal, so a JVP item can cost less than a forward); seconds are the best of --repeats
+runs (wall and this process's CPU time) and also divided by one batch-1 forward.
 
-    python benchmarks/segment_speed.py --out segment_speed.json
+With --accuracy, point-prompted IoU against the instance masks of the 20-scene quick synthetic
+suite (cwm.evaluation, 64 and 128 px inputs, model size 64) for the rigid-objects oracle at patch 4
+and patch 8 (a poke at any pixel of object k moves exactly object k), per method; with --weights,
+also for that model (the embedded one: --weights default).
+
+    python benchmarks/segment_speed.py --out benchmarks/results/segment_speed.json --accuracy
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -39,11 +48,16 @@ from probes.oracles_segments import RigidObjectsOracle  # noqa: E402
 from probes.segments import segment  # noqa: E402
 
 VARIANTS = {64: "tiny_64", 128: "small_128"}
-METHODS = ("poke", "jacobian")
+SPEED_RUNS = {"poke": {"method": "poke"}, "poke_reprobe": {"method": "poke", "read": "reprobe"},
+              "jacobian": {"method": "jacobian"}}
+AUTO_RUNS = ("poke", "jacobian")
 SPEED_SEED = 7
-ACCURACY_SEEDS = (11, 23, 37, 41, 59, 67)
+ACCURACY_PATCHES = (4, 8)
+ACCURACY_MODEL_SIZE = (64, 64)
 ACCURACY_RUNS = {"jacobian": {"method": "jacobian"}, "poke": {"method": "poke"},
-                 "poke_stride2": {"method": "poke", "flow": {"stride": 2}}}
+                 "poke_reprobe": {"method": "poke", "read": "reprobe"},
+                 "poke_fine": {"method": "poke", "magnitudes": (0.5,), "flow": {"stride": 2}}}
+MODEL_ACCURACY_RUNS = ("jacobian", "poke")
 
 
 def interior_points(instances: np.ndarray) -> tuple[list[int], list[tuple[int, int]]]:
@@ -108,13 +122,15 @@ def speed(size: int, weights: str | None, repeats: int) -> dict:
     oracle = RigidObjectsOracle(_resize_ids(scene.instances[0], predictor.size), patch_size=predictor.patch_size,
                                 max_disp=2 * predictor.patch_size)
     rows = {}
-    for method in METHODS:
-        rows[f"point/{method}"] = measure(lambda m=method: segment(predictor, image, points[:1], method=m),
-                                          costs, repeats)
-        rows[f"auto/{method}"] = measure(lambda m=method: segment(predictor, image, method=m), costs, 1)
-        rows[f"auto_oracle/{method}"] = measure(lambda m=method: segment(oracle, image, method=m), costs, 1)
-        rows[f"auto_oracle/{method}"].pop("seconds"), rows[f"auto_oracle/{method}"].pop("cpu_seconds")
-        rows[f"auto_oracle/{method}"].pop("forward_equivalents_by_time")
+    for name, kw in SPEED_RUNS.items():
+        rows[f"point/{name}"] = measure(lambda kw=kw: segment(predictor, image, points[:1], **kw), costs, repeats)
+    for name in AUTO_RUNS:
+        kw = SPEED_RUNS[name]
+        rows[f"auto/{name}"] = measure(lambda kw=kw: segment(predictor, image, **kw), costs, 1)
+        oracle_row = measure(lambda kw=kw: segment(oracle, image, **kw), costs, 1)
+        for key in ("seconds", "cpu_seconds", "forward_equivalents_by_time"):
+            oracle_row.pop(key)
+        rows[f"auto_oracle/{name}"] = oracle_row
     return {"variant": weights or VARIANTS[size], "patch_size": predictor.patch_size,
             "objects": len(points), "unit_costs": costs, "rows": rows}
 
@@ -131,26 +147,49 @@ def _resize_ids(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(ids.astype(np.int32), (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
 
 
-def accuracy(size: int = 64, patch_size: int = 4) -> dict:
-    """Point-prompted IoU of each method on the rigid-objects oracle of synthetic scenes."""
-    out = {name: {"ious": [], "forwards": 0, "jvps": 0, "points": 0} for name in ACCURACY_RUNS}
-    for seed in ACCURACY_SEEDS:
-        scene = make_scene(seed, (size, size))
-        inst = scene.instances[0]
-        ids, points = interior_points(inst)
-        oracle = RigidObjectsOracle(inst, patch_size=patch_size, max_disp=2 * patch_size)
-        for name, kw in ACCURACY_RUNS.items():
-            res = segment(oracle, scene.frames[0], points, **kw)
-            out[name]["ious"] += [metrics.mask_iou(m, inst == i) for m, i in zip(res.masks, ids)]
-            out[name]["forwards"] += res.cost["forwards"]
-            out[name]["jvps"] += res.cost["jvps"]
-            out[name]["points"] += len(points)
-    return {name: {"mean_iou": float(np.mean(r["ious"])), "median_iou": float(np.median(r["ious"])),
-                   "min_iou": float(np.min(r["ious"])),
-                   "frac_iou_over_0.9": float(np.mean(np.asarray(r["ious"]) > 0.9)),
-                   "forwards_per_point": r["forwards"] / r["points"], "jvps_per_point": r["jvps"] / r["points"],
-                   "num_points": r["points"]}
-            for name, r in out.items()}
+def accuracy(weights: str | None = None) -> dict:
+    """Point-prompted IoU of each method on the quick suite: ``{"oracle_p4": {run: row}, ...}``.
+
+    Prompts are the most interior pixel of each object (:func:`cwm.evaluation.prompt_points`);
+    each mask is scored against its own object at the input's resolution.
+    """
+    import cv2
+
+    from cwm.evaluation import default_suite, make_suite_scenes, prompt_points
+
+    scenes = make_suite_scenes(default_suite(quick=True))
+    predictors = {}
+    for patch in ACCURACY_PATCHES:
+        predictors[f"oracle_p{patch}"] = (
+            lambda inst, patch=patch: RigidObjectsOracle(
+                cv2.resize(inst.astype(np.int32), ACCURACY_MODEL_SIZE[::-1], interpolation=cv2.INTER_NEAREST),
+                patch_size=patch, max_disp=2 * patch), ACCURACY_RUNS)
+    if weights:
+        model = cwm_load(weights)
+        predictors[f"model_{weights}"] = (lambda inst: model, {k: ACCURACY_RUNS[k] for k in MODEL_ACCURACY_RUNS})
+    report = {}
+    for who, (make, runs) in predictors.items():
+        report[who] = {}
+        for name, kw in runs.items():
+            ious, forwards, jvps, cpu = [], 0, 0, 0.0
+            for scene in scenes:
+                inst = scene.instances[0]
+                ids, points = prompt_points(inst)
+                if not len(ids):
+                    continue
+                predictor = make(inst)
+                _, spent, res = _timed(functools.partial(segment, predictor, scene.frames[0], points, **kw))
+                cpu += spent
+                ious += [metrics.mask_iou(m, inst == i) for m, i in zip(res.masks, ids)]
+                forwards, jvps = forwards + res.cost["forwards"], jvps + res.cost["jvps"]
+            n = len(ious)
+            report[who][name] = {"mean_iou": float(np.mean(ious)), "median_iou": float(np.median(ious)),
+                                 "min_iou": float(np.min(ious)),
+                                 "frac_iou_over_0.9": float(np.mean(np.asarray(ious) > 0.9)),
+                                 "forwards_per_point": forwards / n, "jvps_per_point": jvps / n,
+                                 "cpu_seconds": cpu, "num_points": n, "num_scenes": len(scenes)}
+            print(f"accuracy {who} {name}: mean IoU {report[who][name]['mean_iou']:.3f}", flush=True)
+    return report
 
 
 def format_table(report: dict) -> str:
@@ -167,13 +206,17 @@ def format_table(report: dict) -> str:
             lines.append(f"  {name:<22}{row['segments']:>9}{row['forwards']:>10}{row['jvps']:>8}"
                          f"{row['forward_equivalents']:>11.0f}{secs:>9}")
         lines.append("")
-    if "accuracy" in report:
-        lines += [f"oracle accuracy, point prompts, {report['accuracy_points']} objects at 64 px (patch 4)",
-                  f"  {'method':<14}{'mean IoU':>9}{'median':>9}{'min IoU':>9}{'IoU>0.9':>9}{'fwd/pt':>8}{'JVP/pt':>8}"]
-        for name, row in report["accuracy"].items():
+    for who, runs in report.get("accuracy", {}).items():
+        first = next(iter(runs.values()))
+        lines += [(f"accuracy, point prompts, {who}: {first['num_points']} objects of {first['num_scenes']} "
+                   f"quick-suite scenes (model size {ACCURACY_MODEL_SIZE[0]})"),
+                  (f"  {'method':<14}{'mean IoU':>9}{'median':>9}{'min IoU':>9}{'IoU>0.9':>9}{'fwd/pt':>8}"
+                   f"{'JVP/pt':>8}{'cpu s':>8}")]
+        for name, row in runs.items():
             lines.append(f"  {name:<14}{row['mean_iou']:>9.3f}{row['median_iou']:>9.3f}{row['min_iou']:>9.3f}"
-                         f"{row['frac_iou_over_0.9']:>9.2f}"
-                         f"{row['forwards_per_point']:>8.0f}{row['jvps_per_point']:>8.0f}")
+                         f"{row['frac_iou_over_0.9']:>9.2f}{row['forwards_per_point']:>8.0f}"
+                         f"{row['jvps_per_point']:>8.0f}{row['cpu_seconds']:>8.1f}")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -183,17 +226,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128], choices=sorted(VARIANTS))
     parser.add_argument("--weights", help="weights to time instead of random ones (one size only)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per point-prompted segment")
-    parser.add_argument("--accuracy", action="store_true", help="also compare the methods' oracle IoU")
+    parser.add_argument("--accuracy", action="store_true",
+                        help="also compare the methods' IoU on the quick suite (rigid-objects oracle)")
+    parser.add_argument("--accuracy-weights", metavar="NAME_OR_PATH",
+                        help="with --accuracy, also score this model (e.g. 'default')")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     start = time.perf_counter()
     report = {"threads": torch.get_num_threads(),
               "speed": {str(s): speed(s, args.weights, args.repeats) for s in args.sizes}}
+    print(format_table(report), flush=True)
     if args.accuracy:
-        report["accuracy"] = accuracy()
-        report["accuracy_points"] = next(iter(report["accuracy"].values()))["num_points"]
+        report["accuracy"] = accuracy(args.accuracy_weights)
     report["wall_seconds"] = time.perf_counter() - start
-    print(format_table(report))
+    if args.accuracy:
+        print(format_table({"speed": {}, "accuracy": report["accuracy"]}))
     print(f"\nwall time {report['wall_seconds']:.1f} s")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

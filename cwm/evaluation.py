@@ -122,23 +122,25 @@ def run_occlusion_suite(methods: Mapping[str, PairMethod],
 
 def run_depth_suite(methods: Mapping[str, PairMethod], scenes: Sequence[Scene],
                     num_pairs: int = 2000) -> dict[str, dict]:
-    """Score inverse-depth methods on the stereo scenes: ``{name: {"ordinal", "spearman"}}``.
+    """Score inverse-depth methods on the stereo scenes: ``{name: {"ordinal", "spearman",
+    "ms_per_pair", "num_scenes"}}``.
 
     Ordinal accuracy uses ``num_pairs`` random pairs per scene, seeded by the scene's seed.
     """
     stereo = [s for s in scenes if s.stereo]
     report = {}
     for name, method in methods.items():
-        ordinal, spearman = [], []
+        ordinal, spearman, seconds = [], [], 0.0
         for scene in stereo:
-            pred = np.asarray(method(*scene.pair(0)), np.float64)
+            pred, spent = _timed(method, *scene.pair(0))
+            pred, seconds = pred.astype(np.float64), seconds + spent
             seed = scene.seed if scene.seed is not None else 0
             ordinal.append(metrics.depth_ordinal_accuracy(pred, scene.depth[0],
                                                           num_pairs=num_pairs, seed=seed))
             spearman.append(metrics.depth_spearman(pred, scene.depth[0]))
         report[name] = {"ordinal": float(np.nanmean(ordinal)) if stereo else float("nan"),
                         "spearman": float(np.nanmean(spearman)) if stereo else float("nan"),
-                        "num_scenes": len(stereo)}
+                        "ms_per_pair": 1000.0 * seconds / max(len(stereo), 1), "num_scenes": len(stereo)}
     return report
 
 
@@ -302,8 +304,8 @@ def format_report(report: dict) -> str:
     lines += ["", f"{'occlusion':<16}{'precision':>10}{'recall':>10}{'F1':>10}"]
     lines += [f"{name:<16}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}"
               for name, row in report["occlusion"].items()]
-    lines += ["", f"{'depth (stereo)':<16}{'ordinal':>10}{'spearman':>10}"]
-    lines += [f"{name:<16}{row['ordinal']:>10.3f}{row['spearman']:>10.3f}"
+    lines += ["", f"{'depth (stereo)':<16}{'ordinal':>10}{'spearman':>10}{'ms/pair':>10}"]
+    lines += [f"{name:<16}{row['ordinal']:>10.3f}{row['spearman']:>10.3f}{row.get('ms_per_pair', float('nan')):>10.1f}"
               for name, row in report["depth"].items()]
     if "segments" in report:
         lines += ["", f"{'segments (point)':<16}{'mIoU':>10}{'AR':>10}{'IoU':>10}{'ms/scene':>10}"]

@@ -122,7 +122,7 @@ class ProbeOutput(NamedTuple):
 
 
 def probe(predictor, frame0: torch.Tensor, frame1: torch.Tensor, packing: Packing, opts: ProbeOptions,
-          mode: str | None = None) -> ProbeOutput:
+          mode: str | None = None, masks: torch.Tensor | None = None) -> ProbeOutput:
     """Peak displacement and strength of every packed source.
 
     Args:
@@ -131,6 +131,8 @@ def probe(predictor, frame0: torch.Tensor, frame1: torch.Tensor, packing: Packin
         mode: "jvp"/"fd" (bumps on frame 0, peaks in the prediction: forward flow of the
             sources) or "vjp" (bumps on the prediction, peaks in frame 0: backward flow of the
             sources as frame-1 targets); default ``opts.mode``.
+        masks: ``[B * opts.num_masks, T*h*w]`` bool (pair-major, True = masked) to use instead
+            of the random :func:`probes.jacobian.probe_masks` (e.g. a counterfactual's own mask).
     Returns:
         :class:`ProbeOutput`. Each mask's response counts where that mask predicts the target
         (elsewhere the prediction is frame 1's own pixels, which do not respond), so responses
@@ -138,7 +140,12 @@ def probe(predictor, frame0: torch.Tensor, frame1: torch.Tensor, packing: Packin
     """
     mode = mode or opts.mode
     b, k, size = frame0.shape[0], opts.num_masks, tuple(frame0.shape[-2:])
-    masks = probe_masks(b, predictor.num_frames, predictor.grid, k, opts.visible, opts.seed).to(frame0.device)
+    if masks is None:
+        masks = probe_masks(b, predictor.num_frames, predictor.grid, k, opts.visible, opts.seed)
+    elif tuple(masks.shape) != (b * k, predictor.num_frames * predictor.grid[0] * predictor.grid[1]):
+        raise ConfigError(f"masks must be [{b * k}, {predictor.num_frames * predictor.grid[0] * predictor.grid[1]}]"
+                          f" (pairs x num_masks, T*h*w); got {tuple(masks.shape)}")
+    masks = masks.to(frame0.device)
     fn = FrameFunction(predictor, frame1.repeat_interleave(k, 0), masks)
     count = predicted_pixels(masks, predictor.grid, predictor.patch_size).reshape(b, k, *size).sum(1)
     inverse = 1.0 / count.to(frame0.dtype).clamp(min=1)  # (B, H, W)
@@ -176,7 +183,7 @@ def probe(predictor, frame0: torch.Tensor, frame1: torch.Tensor, packing: Packin
 
 
 def grid_probe(predictor, f0: torch.Tensor, f1: torch.Tensor, stride: int, max_flow: float,
-               opts: ProbeOptions, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+               opts: ProbeOptions, mode: str, masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Dense field and visibility score at model resolution: ``[B, H, W, 2]`` and ``[B, H, W]``.
 
     Sources sit on the :func:`probes.packing.grid_sources` grid of ``stride``. For "jvp"/"fd"
@@ -184,12 +191,13 @@ def grid_probe(predictor, f0: torch.Tensor, f1: torch.Tensor, stride: int, max_f
     for "vjp" it is the backward flow of frame 1, and the score is the normalised coverage of
     frame 0 (how much predicted content each frame-0 pixel supplies, smoothed over a stride).
     Sources whose strength is below the occlusion threshold get their neighbours' flow when
-    ``opts.fill_occluded``. Scores are about 1 where visible and 0 where occluded.
+    ``opts.fill_occluded``. Scores are about 1 where visible and 0 where occluded. ``masks``:
+    explicit frame-1 masks, as for :func:`probe`.
     """
     size = tuple(f0.shape[-2:])
     _, (gh, gw) = grid_sources(size, stride)
     packing = pack_grid((gh, gw), stride, max_flow) if opts.pack else unpacked(grid_sources(size, stride)[0], max_flow)
-    out = probe(predictor, f0, f1, packing, opts, mode)
+    out = probe(predictor, f0, f1, packing, opts, mode, masks)
     b = f0.shape[0]
     flow = out.flow.permute(1, 0, 2).reshape(b, gh, gw, 2)
     score = occ.normalised_scores(out.strength).T.reshape(b, gh, gw)

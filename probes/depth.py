@@ -128,6 +128,21 @@ def depth(predictor, frame0, frame1, stereo: bool = False, motion: str = "homogr
                          "two views of a moving camera (single-image depth is not available from a "
                          "two-frame CWM, see probes.depth)")
     result = flow_probe(predictor, frame0, frame1, **(flow_options or {}))
+    return depth_from_flow(result[0] if isinstance(result, list) else result, stereo, motion)  # a batch of one
+
+
+def depth_from_flow(result, stereo: bool = False, motion: str = "homography") -> DepthResult:
+    """The depth read-out of :func:`depth` from a flow already measured between the two views.
+
+    Args:
+        result: a :class:`probes.results.FlowResult` of frame 0 to frame 1 (``flow [H, W, 2]``
+            ``(dx, dy)``; ``occlusion`` and ``confidence [H, W]`` are used when present), e.g. the
+            one :func:`probes.flow.flow` returned for the pair, so that flow, occlusion and
+            depth of one pair share one probe run.
+        stereo, motion: as for :func:`depth`.
+    """
+    if motion not in MOTIONS:
+        raise ConfigError(f"motion must be one of {MOTIONS} (got {motion!r})")
     flow = np.asarray(result.flow, np.float32)
     confidence = _base_confidence(result, flow.shape[:2])
     if stereo:

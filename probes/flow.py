@@ -60,20 +60,22 @@ def _leaves_frame(flow: torch.Tensor) -> torch.Tensor:
 
 
 def _model_flow(predictor, f0: torch.Tensor, f1: torch.Tensor, stride: int, max_flow: float,
-                opts: ProbeOptions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Forward flow ``[B, H, W, 2]``, confidence and occlusion ``[B, H, W]`` at model resolution."""
+                opts: ProbeOptions, masks: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Forward flow ``[B, H, W, 2]``, confidence and occlusion ``[B, H, W]`` at model resolution.
+    ``masks``: explicit frame-1 masks ``[B * opts.num_masks, T*h*w]`` instead of random ones."""
     if opts.mode == "vjp":
-        back, score = grid_probe(predictor, f0, f1, stride, max_flow, opts, "vjp")
+        back, score = grid_probe(predictor, f0, f1, stride, max_flow, opts, "vjp", masks)
         forward = fields.invert_flow(back)
     else:
-        forward, score = grid_probe(predictor, f0, f1, stride, max_flow, opts, opts.mode)
+        forward, score = grid_probe(predictor, f0, f1, stride, max_flow, opts, opts.mode, masks)
     occluded = (score < opts.occlusion_threshold) | _leaves_frame(forward)
     if opts.consistency:  # the other direction, by the other autograd mode
         if opts.mode == "vjp":
-            forward_jvp, _ = grid_probe(predictor, f0, f1, stride, max_flow, opts, "jvp")
+            forward_jvp, _ = grid_probe(predictor, f0, f1, stride, max_flow, opts, "jvp", masks)
         else:
             forward_jvp = forward
-            back, _ = grid_probe(predictor, f0, f1, stride, max_flow, opts, "vjp")
+            back, _ = grid_probe(predictor, f0, f1, stride, max_flow, opts, "vjp", masks)
         for i in range(forward.shape[0]):
             fb = occ.consistency_occlusion(forward_jvp[i].float().numpy(), back[i].float().numpy())
             occluded[i] |= torch.from_numpy(fb)

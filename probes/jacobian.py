@@ -73,7 +73,12 @@ class FrameFunction:
 
 
 def auto_chunk_size(predictor) -> int:
-    """Tangent items per engine call for ``predictor`` (see :data:`AUTO_CHUNK_TOKEN_ITEMS`)."""
+    """Tangent items per engine call for ``predictor`` (see :data:`AUTO_CHUNK_TOKEN_ITEMS`), or
+    its own ``probe_chunk_size`` attribute when it has one (an analytic oracle, whose cost is
+    per call rather than per item, prefers large batches)."""
+    preferred = getattr(predictor, "probe_chunk_size", None)
+    if preferred:
+        return int(preferred)
     tokens = predictor.num_frames * predictor.grid[0] * predictor.grid[1]
     return int(min(MAX_AUTO_CHUNK, max(1, AUTO_CHUNK_TOKEN_ITEMS // tokens)))
 

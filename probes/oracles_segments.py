@@ -39,6 +39,9 @@ class _OracleBase:
     """Shared probe attributes: model size = the instance/flow map's size."""
 
     num_frames = 2
+    #: Items per batched probe call (:func:`probes.jacobian.auto_chunk_size`): an oracle's cost
+    #: is mostly per call, so it takes larger batches than a ViT of the same token count.
+    probe_chunk_size = 64
 
     def __init__(self, size: tuple[int, int], patch_size: int, device: str | torch.device = "cpu"):
         h, w = size
@@ -128,17 +131,19 @@ class RigidObjectsOracle(_OracleBase):
         target = patchify(f1, p)[item, patch]  # (V, p*p*3), (row, col, channel) order
         top, left = patch // gw * p, patch % gw * p  # search-window origins in padded coordinates
         span = torch.arange(p + 2 * r, device=f0.device)
-        v = len(item)
-        # float64: the expansion below cancels, and float32 rounding would let a flat region's
-        # wrong offset beat the exact one.
-        region = pad0.detach().double()[item[:, None, None], :, (top[:, None] + span)[:, :, None],
-                                         (left[:, None] + span)[:, None, :]].permute(0, 3, 1, 2)  # (V, 3, p+2r, p+2r)
-        kernel = unpatchify(target.detach().double()[:, None], p, (1, 1))  # (V, 3, p, p)
-        # Mean squared error against every window, as sum(S^2) - 2 sum(S T) + sum(T^2): one grouped conv.
-        cross = F.conv2d(region.reshape(1, v * 3, *region.shape[2:]), kernel, groups=v)[0]  # (V, 2r+1, 2r+1)
-        energy = F.avg_pool2d(region.square().sum(1, keepdim=True), p, 1)[:, 0] * p * p
-        errors = (energy - 2 * cross + kernel.square().sum(dim=(1, 2, 3))[:, None, None]) / (3 * p * p)
-        best_err, best = errors.reshape(v, -1).min(dim=1)
+        v, n = len(item), 2 * r + 1
+        with torch.no_grad():  # the integer match only selects; the LK step below carries the derivative
+            region = pad0.detach()[item[:, None, None], :, (top[:, None] + span)[:, :, None],
+                                   (left[:, None] + span)[:, None, :]].permute(0, 3, 1, 2)  # (V, 3, p+2r, p+2r)
+            kernel = unpatchify(target.detach()[:, None], p, (1, 1))  # (V, 3, p, p)
+            # Mean squared error against every window, summed directly over the p*p kernel taps
+            # (an exact match gives exactly 0, so float32 suffices; a grouped conv with one group
+            # per patch was ~20x slower with two threads on a loaded CPU).
+            errors = f0.new_zeros(v, n, n)
+            for a in range(p):
+                for b in range(p):
+                    errors += (region[:, :, a:a + n, b:b + n] - kernel[:, :, a:a + 1, b:b + 1]).square().sum(1)
+            best_err, best = (errors / (3 * p * p)).reshape(v, -1).min(dim=1)
         oy, ox = best // (2 * r + 1), best % (2 * r + 1)
         d_int = torch.stack([r - ox, r - oy], 1).to(f0.dtype)  # source box = patch box - d
         # One Lucas-Kanade step from the integer match: zero at an exact match, but it makes the

@@ -3,17 +3,36 @@
 A single image is a static two-frame movie (frame 1 = frame 0). A *poke* at point p moves the
 patch under p by d in frame 1 (its frame-0 content placed at p + d, revealed) while a few far
 background patches are revealed unchanged (held static); the model predicts the rest of frame 1.
-Our own flow probe (:func:`probes.flow.flow`, no external flow network) then measures the
+Our own flow probe (:mod:`probes.flow`, no external flow network) then measures the
 counterfactual flow from frame 0 to that prediction, and the affinity of q to p is
 ``dot(flow(q), d) / |d|^2`` (1: q followed the poke fully, 0: it stayed), averaged over several
 directions, magnitudes and anchor seeds, normalised and thresholded (Otsu by default).
+
+How the flow is read (``read``):
+
+- ``"counterfactual"`` (default): the Jacobian flow probe runs on the counterfactual input
+  itself, under the poke's own mask (moved patch and anchors revealed). Its primal *is* the
+  counterfactual prediction, so there is no separate forward, one mask instead of two, and the
+  model reading the flow sees exactly how the poked patch moved. Cost per poke: one JVP item per
+  flow tangent (4 at 64 px with patch 8 and a half-patch poke).
+- ``"reprobe"``: predict the counterfactual (one forward), then run :func:`probes.flow.flow` on
+  (frame 0, prediction) with its random masks (:data:`DEFAULT_FLOW_OPTIONS`). The model re-reads
+  the prediction through random revealed patches, which for objects about a patch wide rarely
+  fall wholly on the moved object. On the rigid-objects oracle of the 20-scene quick suite at
+  64 px (benchmarks/segment_speed.py --accuracy) it scored mean IoU 0.28 against 0.49 for
+  ``"counterfactual"`` with patch 8 (0.64 against 0.68 with patch 4), at twice the flow-probe
+  cost plus the forwards.
+
+Pokes of different lengths are read with their own flow window (``max_flow = ceil(1.5 |d|)``),
+since the window sets how many sources share a tangent.
 
 ``method="jacobian"`` is the talk's definition, the derivative of the flow at q with respect to
 the counterfactual motion at p: one forward-mode JVP of the prediction with respect to d (two
 tangents, d_x and d_y), turned into flow derivatives by linearised brightness constancy (the
 Lucas-Kanade normal equations over a small window). It costs one JVP per point and seed instead
 of a flow probe per poke, but needs texture: in a uniform region the flow derivative is not
-observable and the affinity falls to 0.
+observable and the affinity falls to 0. On the rigid-objects oracle it beats the poke protocol in
+accuracy as well as cost (benchmarks/segment_speed.py --accuracy).
 
 Automatic mode (``points=None``) first scans a grid of candidate points with one cheap poke each
 (by default the Jacobian one), scores how *movable* each is (how far its poke spread beyond the
@@ -54,9 +73,9 @@ from cwm.masking import last_frame_mask
 
 #: Automatic mode tries at most this many candidates per segment it may keep.
 MAX_TRIES_PER_SEGMENT = 3
-#: Flow-probe options for measuring the counterfactual flow (overridden by ``SegmentConfig.flow``).
-#: The prediction being measured is our own synthetic frame, so revealing a quarter of it costs
-#: nothing in fairness and tells the model how the poked object moved.
+#: Flow-probe options of ``read="reprobe"`` (overridden by ``SegmentConfig.flow``). The prediction
+#: being measured is our own synthetic frame, so revealing a quarter of it costs nothing in
+#: fairness and can show the model how the poked object moved.
 DEFAULT_FLOW_OPTIONS = {"visible": 0.25, "num_masks": 2}
 
 
@@ -67,6 +86,9 @@ class SegmentConfig:
     Attributes:
         method: ``"poke"`` (counterfactual flow of finite pokes) or ``"jacobian"`` (flow
             derivative with respect to the poke, by JVP).
+        read: poke protocol: how the counterfactual flow is read, ``"counterfactual"`` (the flow
+            probe under each poke's own mask) or ``"reprobe"`` (predict, then the flow probe with
+            random masks); see the module docstring.
         directions: poke directions per magnitude, evenly spaced on the circle.
         magnitudes: poke lengths in patch sides (rounded to whole pixels, at least 1).
         seeds: repetitions with other anchors and a rotated set of directions.
@@ -74,13 +96,19 @@ class SegmentConfig:
         anchor_distance: anchors are at least this fraction of the image diagonal away from
             the poked patch and its target (the farthest patches if too few are).
         threshold: ``"otsu"`` or a fixed value in (0, 1) on the normalised affinity.
-        flow: keyword arguments of :func:`probes.flow.flow`, over :data:`DEFAULT_FLOW_OPTIONS`
-            (``max_flow`` defaults to 1.5x the largest poke).
+        flow: keyword arguments of :func:`probes.flow.flow` for the poke protocol's flow read
+            (``stride``, ``max_flow``, ``sigma``, ``mode``, ...; ``max_flow`` defaults to 1.5x each
+            poke's length). With ``read="reprobe"`` they go over :data:`DEFAULT_FLOW_OPTIONS`;
+            ``read="counterfactual"`` uses each poke's own mask, so ``num_masks``, ``visible``
+            and ``seed`` are refused there.
         jacobian_window: side of the brightness-constancy window (pixels, odd).
         seed: base seed of anchor choice.
-        chunk_size: most predictor items (counterfactuals, tangents) per batched call.
+        chunk_size: most predictor items (counterfactuals x tangents) per batched call; None:
+            :func:`probes.jacobian.auto_chunk_size` (from the model's token count: 50 for
+            tiny_64, 12 for small_128; forward mode on a CPU slows down per item in larger
+            batches, measured 3x at 32 items for small_128).
         scan: automatic mode: how candidates are scored, ``"jacobian"`` (2 JVPs each) or
-            ``"poke"`` (one poke and a flow probe each, about 16 times the cost).
+            ``"poke"`` (one poke and its flow read each, 8 times the cost at the defaults).
         candidate_stride: automatic mode: candidate points every this many patches.
         min_movability: automatic mode: candidates less movable than this are not segmented.
         coverage: automatic mode: stop once the segments tried cover this fraction of the movable
@@ -96,6 +124,7 @@ class SegmentConfig:
     """
 
     method: str = "poke"
+    read: str = "counterfactual"
     directions: int = 4
     magnitudes: tuple[float, ...] = (0.5, 1.0)
     seeds: int = 1
@@ -105,7 +134,7 @@ class SegmentConfig:
     flow: dict = field(default_factory=dict)
     jacobian_window: int = 3
     seed: int = 0
-    chunk_size: int = 32
+    chunk_size: int | None = None
     scan: str = "jacobian"
     candidate_stride: int = 1
     min_movability: float = 0.5
@@ -117,6 +146,12 @@ class SegmentConfig:
     min_follow: float = 0.4
 
     def __post_init__(self) -> None:
+        if self.read not in ("counterfactual", "reprobe"):
+            raise ConfigError(f"read must be 'counterfactual' or 'reprobe' (got {self.read!r})")
+        masking = sorted(set(self.flow) & {"num_masks", "visible", "seed"})
+        if self.read == "counterfactual" and masking:
+            raise ConfigError(f"flow options {masking} choose random masks, which read='counterfactual' does "
+                              "not use (it reads each poke under its own mask); use read='reprobe'")
         for name in ("method", "scan"):
             if getattr(self, name) not in ("poke", "jacobian"):
                 raise ConfigError(f"{name} must be 'poke' or 'jacobian' (got {getattr(self, name)!r})")
@@ -127,6 +162,8 @@ class SegmentConfig:
         if self.threshold != "otsu" and not (isinstance(self.threshold, (int, float))
                                              and 0 < self.threshold < 1):
             raise ConfigError(f"threshold must be 'otsu' or a number in (0, 1) (got {self.threshold!r})")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ConfigError(f"chunk_size must be >= 1 or None (got {self.chunk_size})")
         if self.jacobian_window < 1 or self.jacobian_window % 2 == 0:
             raise ConfigError(f"jacobian_window must be odd and positive (got {self.jacobian_window})")
 
@@ -207,6 +244,7 @@ def segment(predictor, image, points: Sequence[tuple[float, float]] | None = Non
     """
     cfg = _resolve(config, overrides)
     f0, batch = to_tensor(image, "image", min_size=2)
+    f0 = f0.detach()  # the probe differentiates with respect to its own pokes, never the caller's graph
     if f0.shape[0] != 1:
         raise InputError(f"segment takes one image, not a batch of {f0.shape[0]}")
     size = batch.size
@@ -256,7 +294,7 @@ def _point_affinity(predictor, f0: torch.Tensor, points: np.ndarray, cfg: Segmen
                     ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """Raw affinity ``[P, H, W]`` float32 of each model pixel to each model-pixel point ``[P, 2]``,
     and the box ``(y0, y1, x0, x1)`` of each point's poked patch, which is set to 1 (it moved by
-    construction). Batched over all points and pokes (``cfg.chunk_size`` items per call)."""
+    construction). Batched over all points and pokes (see ``SegmentConfig.chunk_size``)."""
     pokes = [[_make_poke(predictor, pt, d, seed_key=(cfg.seed, i, s), cfg=cfg)
               for s, d in _displacements(predictor.patch_size, cfg, base=cfg.method == "jacobian")]
              for i, pt in enumerate(points)]
@@ -349,29 +387,88 @@ def _inputs(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], d: torch.Tensor
 
 
 def _poke_maps(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], cfg: SegmentConfig) -> np.ndarray:
-    """``dot(flow, d) / |d|^2`` per poke: ``[N, H, W]``."""
-    from probes.flow import flow as flow_probe
+    """``dot(flow, d) / |d|^2`` per poke: ``[N, H, W]`` at model size.
 
-    longest = max(math.hypot(*pk.d) for pk in pokes)
-    options = {**DEFAULT_FLOW_OPTIONS, "max_flow": math.ceil(1.5 * longest), **cfg.flow}
-    preds = []
-    for start in range(0, len(pokes), cfg.chunk_size):  # every counterfactual, batched
-        chunk = pokes[start:start + cfg.chunk_size]
-        d = torch.tensor([pk.d for pk in chunk], dtype=f0.dtype, device=f0.device)
-        with torch.no_grad():
-            preds.append(predictor.predict_fn(*_inputs(predictor, f0, chunk, d)).float().clamp(0, 1))
-    preds = torch.cat(preds)
-    # Batched flow probes, frame 0 against each prediction; each pair costs num_masks items.
-    step = max(1, cfg.chunk_size // int(options.get("num_masks", 1)))
-    maps = []
-    for start in range(0, len(pokes), step):
-        chunk = preds[start:start + step]
-        results = flow_probe(predictor, f0.expand(len(chunk), -1, -1, -1), chunk, **options)
-        for pk, res in zip(pokes[start:start + step], results):
+    Pokes are grouped by length, each group read with ``max_flow = ceil(1.5 |d|)``: the flow
+    window sets how many sources share a tangent, so a short poke need not pay for a long one.
+    """
+    maps: list[np.ndarray | None] = [None] * len(pokes)
+    groups: dict[int, list[int]] = {}
+    for k, pk in enumerate(pokes):
+        groups.setdefault(math.ceil(1.5 * math.hypot(*pk.d)), []).append(k)
+    read = _read_counterfactual if cfg.read == "counterfactual" else _read_reprobe
+    for max_flow, members in groups.items():
+        group = [pokes[k] for k in members]
+        for k, pk, (flow, occluded) in zip(members, group, read(predictor, f0, group, max_flow, cfg)):
             dd = np.asarray(pk.d, np.float64)
             # A pixel the moved object covers did not move with it (its filled-in flow would say so).
-            maps.append(np.where(res.occlusion, 0.0, res.flow @ dd / max(dd @ dd, 1e-12)))
-    return np.stack(maps)  # (N, H, W) at model size
+            maps[k] = np.where(occluded, 0.0, flow.astype(np.float64) @ dd / max(dd @ dd, 1e-12))
+    return np.stack(maps)
+
+
+def _chunk_size(predictor, cfg: SegmentConfig) -> int:
+    """Predictor items per batched call (``cfg.chunk_size``, or the engine's automatic size)."""
+    from probes.jacobian import auto_chunk_size
+
+    return cfg.chunk_size or auto_chunk_size(predictor)
+
+
+def _flow_tangents(predictor, opts) -> int:
+    """Tangents one flow read takes per frame pair and mask (the packs of its source grid)."""
+    from probes.packing import pack_grid
+
+    stride = opts.stride or predictor.patch_size
+    return pack_grid((predictor.size[0] // stride, predictor.size[1] // stride), stride, opts.max_flow).num_packs
+
+
+def _read_counterfactual(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], max_flow: int,
+                         cfg: SegmentConfig):
+    """Flow ``[H, W, 2]`` and occlusion ``[H, W]`` of frame 0 into each poke's own prediction:
+    the Jacobian probe run on the counterfactual input itself (its moved patch and anchors
+    revealed, one mask), so the prediction it reads is exactly the counterfactual one.
+
+    Each call holds as many pokes as leave room for all their tangents, so that the engine
+    computes each poke's primal once and batches its tangents (vmap)."""
+    from probes.core import ProbeOptions
+    from probes.flow import _model_flow
+
+    chunk = _chunk_size(predictor, cfg)
+    opts = ProbeOptions.from_kwargs({"max_flow": max_flow, "chunk_size": chunk, **cfg.flow, "num_masks": 1})
+    stride = opts.stride or predictor.patch_size
+    per_call = max(1, chunk // _flow_tangents(predictor, opts))
+    for start in range(0, len(pokes), per_call):  # every counterfactual, batched
+        group = pokes[start:start + per_call]
+        d = torch.tensor([pk.d for pk in group], dtype=f0.dtype, device=f0.device)
+        with torch.no_grad():
+            clips, masks = _inputs(predictor, f0, group, d)
+        flow, _, occluded = _model_flow(predictor, clips[:, :, 0], clips[:, :, -1], stride, opts.max_flow, opts,
+                                        masks=masks)
+        yield from zip(flow.float().cpu().numpy(), occluded.cpu().numpy())
+
+
+def _read_reprobe(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], max_flow: int, cfg: SegmentConfig):
+    """Flow ``[H, W, 2]`` and occlusion ``[H, W]`` from frame 0 to each poke's prediction, by
+    predicting the counterfactual (one forward each) and running :func:`probes.flow.flow` on the
+    pair with random masks over :data:`DEFAULT_FLOW_OPTIONS`."""
+    from probes.core import ProbeOptions
+    from probes.flow import flow as flow_probe
+
+    chunk = _chunk_size(predictor, cfg)
+    options = {**DEFAULT_FLOW_OPTIONS, "max_flow": max_flow, "chunk_size": chunk, **cfg.flow}
+    preds = []
+    for start in range(0, len(pokes), chunk):  # every counterfactual, batched
+        group = pokes[start:start + chunk]
+        d = torch.tensor([pk.d for pk in group], dtype=f0.dtype, device=f0.device)
+        with torch.no_grad():
+            preds.append(predictor.predict_fn(*_inputs(predictor, f0, group, d)).float().clamp(0, 1))
+    preds = torch.cat(preds)
+    # Batched flow probes, frame 0 against each prediction; each pair costs num_masks x tangents items.
+    opts = ProbeOptions.from_kwargs(options)
+    per_call = max(1, chunk // (opts.num_masks * _flow_tangents(predictor, opts)))
+    for start in range(0, len(pokes), per_call):
+        group = preds[start:start + per_call]
+        for res in flow_probe(predictor, f0.expand(len(group), -1, -1, -1), group, **options):
+            yield res.flow, res.occlusion
 
 
 def _jacobian_maps(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], cfg: SegmentConfig) -> np.ndarray:
@@ -379,22 +476,24 @@ def _jacobian_maps(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], cfg: Seg
 
     ``J_u = d pred / d d_u`` (a JVP) is explained as an image motion ``M``: ``J_u = -grad(pred) . M[:, u]``,
     solved by least squares over a window (Lucas-Kanade normal equations, ridge-regularised).
+    The two tangents (``d_x``, ``d_y``) of each poke are batched by ``vmap``, sharing its primal.
     """
     from cwm.model import math_attention
 
-    maps, step = [], max(1, cfg.chunk_size // 2)  # two tangents per poke
+    maps, step = [], max(1, _chunk_size(predictor, cfg) // 2)  # two tangents per poke
     for start in range(0, len(pokes), step):
         chunk = pokes[start:start + step]
-        n = len(chunk)
-        d0 = torch.tensor([pk.d for pk in chunk] * 2, dtype=f0.dtype, device=f0.device)
-        tangent = torch.zeros_like(d0)
-        tangent[:n, 0], tangent[n:, 1] = 1.0, 1.0
-        both = list(chunk) * 2
-        with math_attention():
-            pred, jac = torch.func.jvp(lambda d, pokes=both: predictor.predict_fn(*_inputs(predictor, f0, pokes, d)),
-                                       (d0,), (tangent,))
-        pred, jac = pred.detach().float(), jac.detach().float()
-        maps.append(_flow_derivative(pred[:n], jac[:n], jac[n:], cfg.jacobian_window))
+        d0 = torch.tensor([pk.d for pk in chunk], dtype=f0.dtype, device=f0.device)  # (n, 2)
+        tangents = torch.eye(2, dtype=f0.dtype, device=f0.device)[:, None].expand(-1, len(chunk), -1)  # (2, n, 2)
+
+        def predict(d: torch.Tensor, pokes=chunk) -> torch.Tensor:
+            return predictor.predict_fn(*_inputs(predictor, f0, pokes, d))
+
+        # Forward mode needs no reverse-mode graph of the model's parameters.
+        with torch.no_grad(), math_attention():
+            pred, jac = torch.func.vmap(lambda t, f=predict, d0=d0: torch.func.jvp(f, (d0,), (t,)))(tangents)
+        maps.append(_flow_derivative(pred[0].detach().float(), jac[0].detach().float(), jac[1].detach().float(),
+                                     cfg.jacobian_window))
     return np.concatenate(maps)
 
 

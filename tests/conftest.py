@@ -4,8 +4,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# Idle OpenMP threads sleep instead of spinning: on a busy 2-core machine (CI, or a training job
+# beside the tests) spinning threads made parallel ops 10-35x slower. Must precede torch's import.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
 if not FIXTURES.is_dir():  # CI clones the repo next to a copy of shared/

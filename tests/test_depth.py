@@ -46,12 +46,16 @@ def test_stereo_oracle_depth_order():
     assert res.confidence.shape == (SIZE, SIZE) and 0 <= res.confidence.min() <= res.confidence.max() <= 1
 
 
-def test_general_mode_removes_the_dominant_plane():
+@pytest.mark.parametrize("plane, direction", [((0.10, 0.04, 0.02), (0.6, 0.8)),     # slant down and right
+                                              ((0.13, -0.03, 0.03), (-0.8, 0.6)),   # other slant, other camera
+                                              ((0.16, 0.0, -0.04), (0.0, -1.0))])   # vertical camera motion
+def test_general_mode_removes_the_dominant_plane(plane, direction):
     y, x = np.mgrid[0:SIZE, 0:SIZE]
-    inverse = 0.10 + 0.04 * y / (SIZE - 1) + 0.02 * x / (SIZE - 1)  # a slanted background plane
+    base, slope_y, slope_x = plane  # a slanted background plane: inverse depth 0.10 .. 0.16
+    inverse = base + slope_y * y / (SIZE - 1) + slope_x * x / (SIZE - 1)
     near, nearer = (_disc(*d) for d in DISCS)
     inverse[near], inverse[nearer] = 0.25, 0.32
-    oracle, f0, f1 = _pair(inverse, direction=(0.6, 0.8))
+    oracle, f0, f1 = _pair(inverse, direction=direction)
     res = depth(oracle, f0, f1, motion="homography", flow_options=FLOW)
     inv, background = res.inverse_depth, ~(near | nearer)
     assert np.median(inv[background]) < 0.1  # the plane's own motion is gone
@@ -81,6 +85,21 @@ def test_result_save_and_visualize(tmp_path):
     res.save(tmp_path / "d.npy")
     res.save(tmp_path / "d.npz")
     assert np.array_equal(np.load(tmp_path / "d.npy"), res.inverse_depth)
+
+
+def test_depth_from_a_flow_already_measured_and_a_batch_of_one():
+    from probes.depth import depth_from_flow
+    from probes.flow import flow
+
+    oracle, f0, f1 = _pair(np.full((SIZE, SIZE), 0.2))
+    res = depth(oracle, f0, f1, stereo=True, flow_options=FLOW)
+    again = depth_from_flow(flow(oracle, f0, f1, **FLOW), stereo=True)
+    assert np.array_equal(again.inverse_depth, res.inverse_depth) and np.array_equal(again.confidence, res.confidence)
+    assert np.median(res.inverse_depth) == pytest.approx(DISPARITY_SCALE * 0.2, abs=0.1)
+    t0, t1 = (torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for f in (f0, f1))
+    batched = depth(oracle, t0, t1, stereo=True, flow_options=FLOW)
+    assert batched.inverse_depth.shape == (SIZE, SIZE)
+    assert np.abs(batched.inverse_depth - res.inverse_depth).max() < 0.05
 
 
 def test_bad_input():

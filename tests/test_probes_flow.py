@@ -210,3 +210,26 @@ def test_bad_input(cases):
         flow(case.oracle, case.frame0, case.frame1, mode="backprop")
     with pytest.raises(InputError, match="outside"):
         track(case.oracle, case.frame0, case.frame1, [(70, 3)])
+
+
+def test_explicit_masks_replace_the_random_ones(cases):
+    """``probes.core.probe(masks=...)``: the random masks passed explicitly give the same
+    answer; masks that reveal every frame-1 patch leave nothing to respond; a wrong shape is refused."""
+    from probes.core import ProbeOptions, grid_probe, probe
+    from probes.flow import _pair
+
+    case = cases["translation"]
+    oracle = oracles.WarpOracle(case.oracle.backward_flow, num_frames=2)
+    f0, f1, _ = _pair(oracle, case.frame0, case.frame1)
+    opts = ProbeOptions(max_flow=MAX_FLOW)
+    packing = pack_grid(oracle.grid, 8, MAX_FLOW)
+    default = probe(oracle, f0, f1, packing, opts)
+    masks = probe_masks(1, 2, oracle.grid, opts.num_masks, opts.visible, opts.seed)
+    same = probe(oracle, f0, f1, packing, opts, masks=masks)
+    assert torch.equal(same.flow, default.flow) and torch.equal(same.strength, default.strength)
+    assert default.strength.min() > 0.5
+    shown = masks.clone()
+    shown[:, -oracle.grid[0] * oracle.grid[1]:] = False  # every frame-1 patch revealed, in both masks
+    assert probe(oracle, f0, f1, packing, opts, masks=shown).strength.abs().max() == 0
+    with pytest.raises(ConfigError, match="masks must be"):
+        grid_probe(oracle, f0, f1, 8, MAX_FLOW, opts, "jvp", masks=masks[:1])

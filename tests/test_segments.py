@@ -9,6 +9,7 @@ from scipy.ndimage import distance_transform_edt, gaussian_filter
 from cwm.errors import ConfigError, InputError
 from cwm.metrics import instance_masks, mask_iou, segment_metrics
 from probes.oracles_segments import RigidObjectsOracle
+from probes.packing import pack_grid
 from probes.segments import SegmentConfig, otsu_threshold, segment, shift_image
 
 SIZE = 64
@@ -67,14 +68,30 @@ def test_jacobian_segments_recover_each_object(scene):
     assert res.cost == {"forwards": 0, "jvps": 2 * 3, "vjps": 0}  # one JVP, two tangents, per point
 
 
-def test_poke_segments_recover_each_object(scene):
+@pytest.mark.parametrize("read", ["counterfactual", "reprobe"])
+def test_poke_segments_recover_each_object(scene, read):
     img, inst, oracle = scene
     res = segment(oracle, img, points=_interior_points(inst), method="poke", directions=4, magnitudes=(0.5,),
-                  flow={"stride": 2})
+                  flow={"stride": 2}, read=read)
     ious = [mask_iou(m, inst == k) for k, m in enumerate(res.masks, start=1)]
     assert min(ious) > 0.9, ious
-    assert res.cost["forwards"] == 3 * 4  # the pokes, batched
     assert np.all(res.scores > 0.7)
+    # 3 points x 4 pokes, all batched; a 2-pixel poke is read with max_flow 3, whose sources
+    # (every 2 pixels) share a tangent 4 cells apart: 16 tangents per flow read.
+    tangents = pack_grid((32, 32), 2, 3).num_packs
+    if read == "counterfactual":  # one read under each poke's own mask, no separate forward
+        assert tangents == 16 and res.cost == {"forwards": 0, "jvps": 12 * 16, "vjps": 0}
+    else:  # one forward per poke, then the flow probe's two random masks
+        assert res.cost == {"forwards": 12, "jvps": 12 * 2 * 16, "vjps": 0}
+
+
+def test_poke_lengths_are_read_with_their_own_flow_window(scene):
+    img, inst, oracle = scene
+    res = segment(oracle, img, points=_interior_points(inst)[:1], method="poke", directions=4, magnitudes=(0.5, 1.0))
+    # At the default stride (4, one source per patch): 2-pixel pokes (max_flow 3) take 2x2
+    # tangents, 4-pixel pokes (max_flow 6) 4x4; one shared window would cost 8 x 16.
+    assert res.cost["jvps"] == 4 * pack_grid((16, 16), 4, 3).num_packs + 4 * pack_grid((16, 16), 4, 6).num_packs == 80
+    assert mask_iou(res.masks[0], inst == 1) > 0.85
 
 
 def test_masks_come_back_at_the_input_resolution():
@@ -120,6 +137,8 @@ def test_bad_input(scene):
         segment(oracle, img, points=[(5, 5)], direction=3)
     with pytest.raises(ConfigError, match="threshold"):
         SegmentConfig(threshold=1.5)
+    with pytest.raises(ConfigError, match="read='reprobe'"):
+        SegmentConfig(flow={"num_masks": 1})
 
 
 def test_fixed_threshold_and_otsu():
@@ -139,6 +158,28 @@ def test_real_model_through_the_predictor(tiny_model):
     img = _scene(40)[0]
     res = predictor.segment(img, points=[(10, 12), (30, 30)], method="jacobian")
     assert res.masks.shape == (2, 40, 40) and np.isfinite(res.affinity).all()
-    res = predictor.segment(img, points=[(10, 12)], directions=2, magnitudes=(1.0,),
+    res = predictor.segment(img, points=[(10, 12)], directions=2, magnitudes=(1.0,), read="reprobe",
                             flow={"num_masks": 1, "max_flow": 10})
     assert res.masks.shape == (1, 40, 40) and res.cost["forwards"] == 2 and res.cost["jvps"] > 0
+    res = predictor.segment(img, points=[(10, 12)], directions=2, magnitudes=(1.0,))
+    assert res.masks.shape == (1, 40, 40) and res.cost["forwards"] == 0 and res.cost["jvps"] > 0
+    assert np.isfinite(res.affinity).all()
+
+
+def test_embedded_model_jacobian_segments_end_to_end():
+    """The embedded tiny model (64 px, patch 8), Jacobian variant: point prompts, a torch input
+    that requires grad (the probe must not touch the caller's graph) and automatic mode."""
+    import cwm
+
+    predictor = cwm.load("default", device="cpu")
+    img = _scene(48)[0]
+    res = predictor.segment(img, points=[(12, 12), (36, 30)], method="jacobian")
+    assert res.masks.shape == (2, 48, 48) and res.masks.dtype == bool and np.isfinite(res.affinity).all()
+    assert res.cost == {"forwards": 0, "jvps": 4, "vjps": 0}
+    assert all(m[y, x] for m, (x, y) in zip(res.masks, [(12, 12), (36, 30)]))  # the poked patch moved
+    tensor = torch.from_numpy(img).permute(2, 0, 1).float().div(255).requires_grad_(True)
+    again = predictor.segment(tensor, points=[(12, 12), (36, 30)], method="jacobian")
+    assert np.allclose(again.affinity, res.affinity, atol=1e-4) and tensor.grad is None
+    auto = predictor.segment(img, method="jacobian", candidate_stride=2, max_segments=2)
+    assert auto.masks.shape[1:] == (48, 48) and len(auto.masks) <= 2
+    assert auto.cost["jvps"] >= 2 * 16  # the scan: 4 x 4 candidates, two tangents each
