@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import importlib.util
-import io as _bytesio
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import cwm.video
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bad_input_corpus import _encode  # noqa: E402  (PyAV encoding straight to a file or bytes)
 from cwm.errors import ConfigError, InputError
 from cwm.io import (atomic_write, is_image_path, is_video_path, load_frame_pair, open_video,
                     read_image, write_image, write_video)
@@ -273,17 +276,17 @@ def test_av1_is_read_by_some_backend(tmp_path):
     if not encoders:
         pytest.skip("PyAV has no AV1 encoder (libsvtav1, libaom-av1, librav1e) here")
     path = tmp_path / "av1.mp4"
-    _encode(av, path, encoders[0], [_id_frame(i, size=64) for i in range(5)])
+    _encode(path, encoders[0], [_id_frame(i, size=64) for i in range(5)])
     with open_video(path) as v:
         assert v.num_frames == 5
         assert [_frame_id(f) for f in v.get([4, 1])] == [4, 1]
 
 
 def test_frames_that_change_size_are_resized_to_the_first(tmp_path):
-    av = pytest.importorskip("av")
+    pytest.importorskip("av")
     big, small = np.full((48, 64, 3), 200, np.uint8), np.full((32, 40, 3), 60, np.uint8)
-    data = (_encode(av, None, "libx264", [big] * 3, fmt="mpegts")
-            + _encode(av, None, "libx264", [small] * 3, fmt="mpegts"))
+    data = (_encode(None, "libx264", [big] * 3, fmt="mpegts")
+            + _encode(None, "libx264", [small] * 3, fmt="mpegts"))
     (tmp_path / "sizes.ts").write_bytes(data)  # MPEG-TS segments concatenate
     with open_video(tmp_path / "sizes.ts", backends=["pyav"]) as v:
         frames = v.get(range(6))
@@ -356,18 +359,3 @@ def _can_encode(av, codec: str) -> bool:
         return True
     except Exception:
         return False
-
-
-def _encode(av, path, codec, frames, fmt=None) -> bytes:
-    """Encode frames with PyAV directly (to ``path``, or to bytes when path is None)."""
-    target = _bytesio.BytesIO() if path is None else str(path)
-    with av.open(target, "w", format=fmt) as c:
-        s = c.add_stream(codec, rate=10)
-        s.height, s.width = frames[0].shape[:2]
-        s.pix_fmt = "yuv420p"
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return b"" if path is not None else target.getvalue()
