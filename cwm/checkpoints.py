@@ -104,10 +104,10 @@ def ours_to_official(sd: dict[str, torch.Tensor], k_bias: bool) -> dict[str, tor
     return out
 
 
-def _load_strict(model: CWM, sd: dict[str, torch.Tensor], source: str) -> CWM:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
+def _check_keys(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], source: str) -> None:
+    """Raise a one-line :class:`WeightsError` unless ``found`` has exactly the expected key shapes."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
     if missing or unexpected:
         parts = []
         if missing:
@@ -115,10 +115,18 @@ def _load_strict(model: CWM, sd: dict[str, torch.Tensor], source: str) -> CWM:
         if unexpected:
             parts.append(f"unexpected keys {_short(unexpected)}")
         raise WeightsError(f"{source}: {'; '.join(parts)}")
-    for k, v in sd.items():
-        if tuple(v.shape) != tuple(expected[k].shape):
-            raise WeightsError(f"{source}: key '{k}' has shape {tuple(v.shape)}, the model expects "
-                               f"{tuple(expected[k].shape)}")
+    for k, shape in found.items():
+        if tuple(shape) != tuple(expected[k]):
+            raise WeightsError(f"{source}: key '{k}' has shape {tuple(shape)}, the model expects "
+                               f"{tuple(expected[k])}")
+
+
+def _shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in sd.items()}
+
+
+def _load_strict(model: CWM, sd: dict[str, torch.Tensor], source: str) -> CWM:
+    _check_keys(_shapes(model.state_dict()), _shapes(sd), source)
     model.load_state_dict(sd, strict=True)
     return model
 
@@ -235,7 +243,7 @@ def _first_line(e: BaseException, limit: int = 200) -> str:
 
 def load_pretrained(path: str | Path) -> CWM:
     """Load our format: a folder, or a ``.safetensors`` file with ``config.json`` beside it."""
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -245,6 +253,13 @@ def load_pretrained(path: str | Path) -> CWM:
     if not weights.is_file():
         raise WeightsError(f"'{weights}' not found")
     try:
+        with safe_open(str(weights), framework="pt") as f:  # the header only: no tensor is read
+            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        # Check the config against the file before allocating anything: a config.json with huge
+        # dimensions must fail here, not after building a model of that size.
+        with torch.device("meta"):
+            expected = _shapes(build_model(cfg).state_dict())
+        _check_keys(expected, found, str(weights))
         sd = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsError(f"cannot read '{weights}': {str(e)[:200]} (truncated or not a safetensors file?)") from None

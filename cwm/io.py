@@ -8,6 +8,7 @@ Heavy libraries (PIL, cv2, decord, av) are imported inside the functions that us
 from __future__ import annotations
 
 import os
+import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable
@@ -91,7 +92,12 @@ def _read_image(path: str | os.PathLike, max_side: int | None) -> tuple[np.ndarr
         raise ConfigError(f"max_side must be a positive integer, got {max_side!r}")
     check_readable(path, "image")
     try:
-        with Image.open(path) as src:
+        with warnings.catch_warnings():
+            # Between PIL's warning (89M px) and error (179M px) limits the image is read, and
+            # memory is bounded by max_side; the 2-line warning would only break the one-line rule.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            src = Image.open(path)
+        with src:
             im, size = _decode_pil(src, max_side)
             pixels = np.asarray(im)  # a read-only view of a bytes copy
         # src is closed (its pixel memory freed) before this copy, the only other full one.

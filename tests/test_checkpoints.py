@@ -125,6 +125,17 @@ def test_wrong_shapes_and_bad_configs(tmp_path, tiny_model):
         cwm.load(str(tmp_path))
 
 
+def test_config_is_checked_against_the_file_before_allocating(tmp_path, tiny_model):
+    # A config.json whose model would need hundreds of GiB (the position table alone is 256 GiB
+    # in float64) must fail on the file's shapes, not with a MemoryError or after allocating.
+    save_pretrained(tiny_model, tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["architecture"].update(enc_dim=65536, enc_heads=64, enc_depth=64, img_size=[4096, 4096])
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(WeightsError, match="missing keys 'encoder.blocks"):
+        cwm.load(str(tmp_path))
+
+
 def test_import_is_cheap_and_silent():
     import subprocess
     import sys

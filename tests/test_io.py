@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -359,3 +360,18 @@ def _can_encode(av, codec: str) -> bool:
         return True
     except Exception:
         return False
+
+
+def test_decompression_bomb_limits(tmp_path, monkeypatch):
+    # PIL warns above MAX_IMAGE_PIXELS and refuses above twice that. Lowered here so that tiny
+    # images stand for the 89M..179M px band: read silently there (one-line rule), refused above.
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    write_image(tmp_path / "band.png", np.zeros((30, 50, 3), np.uint8))  # 1500 px: warning band
+    write_image(tmp_path / "over.png", np.zeros((50, 50, 3), np.uint8))  # 2500 px: over the limit
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(tmp_path / "band.png", max_side=16).shape == (10, 16, 3)
+    with pytest.raises(InputError, match="too many pixels"):
+        read_image(tmp_path / "over.png")
