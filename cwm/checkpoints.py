@@ -263,7 +263,9 @@ def load_pretrained(path: str | Path) -> CWM:
         sd = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsError(f"cannot read '{weights}': {str(e)[:200]} (truncated or not a safetensors file?)") from None
-    return _load_strict(build_model(cfg), sd, str(weights))
+    model = build_model(cfg)
+    model.load_state_dict(sd, strict=True)  # keys and shapes were checked against the header
+    return model
 
 
 # --------------------------------------------------------------------------- one entry point

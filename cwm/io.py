@@ -93,8 +93,8 @@ def _read_image(path: str | os.PathLike, max_side: int | None) -> tuple[np.ndarr
     check_readable(path, "image")
     try:
         with warnings.catch_warnings():
-            # Between PIL's warning (89M px) and error (179M px) limits the image is read, and
-            # memory is bounded by max_side; the 2-line warning would only break the one-line rule.
+            # Between PIL's warning (89M px) and error (179M px) limits the image is read like
+            # any other (max_side bounds its memory); the 2-line warning would break the one-line rule.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             src = Image.open(path)
         with src:
