@@ -11,9 +11,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
-if not FIXTURES.is_dir():  # CI clones the repo next to a copy of shared/
-    FIXTURES = Path(os.environ.get("CWM_FIXTURES", FIXTURES))
+#: Golden tensors from the official model classes, kept in the repo (see its README.md).
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "official"
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -21,7 +20,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
-        pytest.fail(f"official fixtures not found at {FIXTURES} (set CWM_FIXTURES)")
+        pytest.fail(f"official fixtures not found at {FIXTURES} (they are part of the repository)")
     return FIXTURES
 
 
