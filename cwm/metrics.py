@@ -12,6 +12,8 @@ Every function scores one frame pair; the evaluation harness averages over scene
   and AR (recall averaged over IoU thresholds 0.50:0.05:0.95, the SpelkeBench protocol).
 - Depth: ordinal accuracy on random point pairs (the ZWM protocol) and Spearman rank correlation.
   Predictions are *inverse* depths (larger = nearer), as ``DepthResult.inverse_depth``.
+- Point tracking: the TAP-Vid protocol (:func:`tapvid_metrics`, re-exported from
+  :mod:`cwm.metrics_tapvid`, which keeps the official ``(t, y, x)`` query order).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from cwm.errors import InputError
+from cwm.metrics_tapvid import tapvid_metrics  # noqa: F401  (re-exported)
 
 FL_ABS_THRESHOLD = 3.0      # px, KITTI outlier threshold
 FL_REL_THRESHOLD = 0.05     # fraction of the true flow magnitude
