@@ -4,10 +4,16 @@ A reader never sees a half-written file, and an interrupted write (an exception,
 neither a partial target nor a stray temporary file behind. A process killed outright (SIGKILL,
 a power cut) leaves at most its temporary file, ``.<stem>.tmp-<pid>-<random><suffix>``, never a
 partial target; :func:`stale_temp_files` finds such leftovers.
+
+Durability: the temporary file is flushed to disk (``fsync``) before the rename, and the folder
+after it, so after a power cut the target is either the old file or the complete new one, never
+a renamed but empty file. :func:`fsync_file` and :func:`fsync_dir` are the helpers for that, used
+by the training checkpoints too.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import re
@@ -16,6 +22,30 @@ from pathlib import Path
 from typing import Iterator
 
 from cwm.errors import InputError
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a written file's data to disk (the writer may have closed it already)."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename, a new or removed file) to disk.
+
+    A no-op on Windows, where folders cannot be opened for ``fsync``, and on file systems that do
+    not support it for folders (``EINVAL``).
+    """
+    if os.name == "nt":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+    finally:
+        os.close(fd)
 
 
 def _tmp_name(final: Path) -> Path:
@@ -78,7 +108,7 @@ def atomic_write(path: str | os.PathLike, overwrite: bool = False) -> Iterator[P
     The caller writes the file at the yielded path (it does not exist yet and has the same
     suffix as ``path``). If the ``with`` body raises anything, KeyboardInterrupt included, the
     temporary file is deleted and the target is left untouched. Missing parent folders are
-    created.
+    created. The file is fsynced before the rename and its folder after it.
 
     Args:
         path: the final file path.
@@ -104,7 +134,9 @@ def atomic_write(path: str | os.PathLike, overwrite: bool = False) -> Iterator[P
         yield tmp
         if not tmp.exists():
             raise InputError(f"cannot write '{final}': the writer produced no file")
+        fsync_file(tmp)  # the data is on disk before the name points at it
         _commit(tmp, final, overwrite)
+        fsync_dir(final.parent)  # and the rename is on disk before we return
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

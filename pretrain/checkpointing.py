@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cwm.atomic import fsync_dir, fsync_file
 from cwm.errors import CWMError, ConfigError
 
 CHECKPOINTS = "checkpoints"
@@ -87,17 +88,8 @@ def read_meta(ckpt: str | os.PathLike) -> dict[str, Any]:
 def _fsync_tree(folder: Path) -> None:
     for p in sorted(folder.rglob("*")):
         if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            fsync_file(p)
+    fsync_dir(folder)
 
 
 def clean_partial(run_dir: str | os.PathLike) -> None:
@@ -174,7 +166,7 @@ def save_checkpoint(accelerator, run_dir: str | os.PathLike, step: int, meta: di
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
         if keep > 0:
             for old in list_checkpoints(run_dir)[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
