@@ -30,7 +30,8 @@ by common motion does not.
     make_scene(7, (128, 128), preset="stereo", noise=0.01)    # or config=SceneConfig(...)
 
 Modules: :mod:`~cwm.synthetic.config` (SceneConfig, PRESETS), :mod:`~cwm.synthetic.shapes`
-(signed distance shapes), :mod:`~cwm.synthetic.textures`, :mod:`~cwm.synthetic.sampling` (camera,
+(signed distance shapes), :mod:`~cwm.synthetic.tracks` (exact point tracks, a TAP-Vid-format
+set), :mod:`~cwm.synthetic.textures`, :mod:`~cwm.synthetic.sampling` (camera,
 layers and motions), :mod:`~cwm.synthetic.render` (frames and exact ground truth) and
 :mod:`~cwm.synthetic.scene` (the Layer, SceneSpec and Scene types).
 """
@@ -48,10 +49,11 @@ from cwm.synthetic.sampling import sample_spec
 from cwm.synthetic.scene import Layer, Scene, SceneSpec
 from cwm.synthetic.shapes import Blob, Ellipse, Polygon, Shape, Union, random_shape, union_of_pieces
 from cwm.synthetic.textures import procedural_texture, sample_bilinear
+from cwm.synthetic.tracks import make_tapvid_set, scene_tracks
 
 __all__ = ["PRESETS", "Blob", "Ellipse", "Layer", "Polygon", "Scene", "SceneConfig", "SceneSpec", "Shape",
-           "Size", "Union", "make_scene", "procedural_texture", "random_shape", "render", "resolve_config",
-           "sample_bilinear", "sample_spec", "union_of_pieces"]
+           "Size", "Union", "make_scene", "make_tapvid_set", "procedural_texture", "random_shape", "render",
+           "resolve_config", "sample_bilinear", "sample_spec", "scene_tracks", "union_of_pieces"]
 
 
 def make_scene(seed: int, size: Size = (64, 64), num_frames: int = 2,
