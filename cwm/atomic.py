@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-from cwm.errors import InputError
+from cwm.errors import InputError, OutputExistsError
 
 
 def fsync_file(path: str | os.PathLike) -> None:
@@ -80,8 +80,8 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _exists(final: Path) -> InputError:
-    return InputError(f"cannot write '{final}': file exists; pass --overwrite to replace it")
+def _exists(final: Path) -> OutputExistsError:
+    return OutputExistsError(f"cannot write '{final}': file exists; pass overwrite=True to replace it", final)
 
 
 def _commit(tmp: Path, final: Path, overwrite: bool) -> None:
@@ -112,9 +112,10 @@ def atomic_write(path: str | os.PathLike, overwrite: bool = False) -> Iterator[P
 
     Args:
         path: the final file path.
-        overwrite: replace an existing file at ``path``; otherwise that raises ``InputError``.
+        overwrite: replace an existing file at ``path``; otherwise that raises ``OutputExistsError``.
     Raises:
-        InputError: ``path`` exists (without ``overwrite``), is a folder, or its folder cannot be
+        OutputExistsError: ``path`` exists (without ``overwrite``); an ``InputError``.
+        InputError: ``path`` is a folder, or its folder cannot be
             created or written.
     """
     final = Path(path)

@@ -14,6 +14,20 @@ class InputError(CWMError, ValueError):
     """Bad input data: a missing, unreadable or malformed image/video, or bad array values."""
 
 
+class OutputExistsError(InputError):
+    """A file to be written exists already, and replacing it was not asked for (``overwrite``).
+
+    The message names the Python argument (``overwrite=True``); the CLI words it as its flag.
+
+    Attributes:
+        path: the existing file.
+    """
+
+    def __init__(self, message: str, path: object = None):
+        super().__init__(message)
+        self.path = path
+
+
 class WeightsError(CWMError):
     """A checkpoint that cannot be loaded: missing, truncated, wrong keys or shapes, unsafe."""
 

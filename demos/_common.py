@@ -29,10 +29,14 @@ def load(args: argparse.Namespace):
 
 def save(args: argparse.Namespace, name: str, image: np.ndarray) -> Path:
     """Write ``image`` as ``args.out/name`` (atomically; refuses to replace without --overwrite)."""
+    from cwm.errors import OutputExistsError
     from cwm.io import write_image
 
     path = args.out / name
-    write_image(path, image, overwrite=args.overwrite)
+    try:
+        write_image(path, image, overwrite=args.overwrite)
+    except OutputExistsError:  # the library names overwrite=True; a demo's user has the flag
+        raise OutputExistsError(f"'{path}' already exists; pass --overwrite to replace it", path) from None
     print(path)
     return path
 

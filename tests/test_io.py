@@ -14,7 +14,7 @@ import cwm.video
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bad_input_corpus import _encode  # noqa: E402  (PyAV encoding straight to a file or bytes)
-from cwm.errors import ConfigError, InputError
+from cwm.errors import ConfigError, InputError, OutputExistsError
 from cwm.io import (atomic_write, is_image_path, is_video_path, load_frame_pair, open_video,
                     read_image, write_image, write_video)
 
@@ -172,7 +172,7 @@ def test_atomic_write_leaves_nothing_behind_on_exception(tmp_path, exc):
 def test_atomic_write_refuses_to_overwrite(tmp_path):
     target = tmp_path / "sub" / "out.png"
     write_image(target, np.zeros((4, 4, 3), np.uint8))  # creates the missing folder
-    with pytest.raises(InputError, match="exists; pass --overwrite to replace it"):
+    with pytest.raises(OutputExistsError, match="exists; pass overwrite=True to replace it"):
         write_image(target, np.full((4, 4, 3), 255, np.uint8))
     assert read_image(target).max() == 0
     write_image(target, np.full((4, 4, 3), 255, np.uint8), overwrite=True)

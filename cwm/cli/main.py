@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 
 from cwm.cli.common import CWMArgumentParser, UsageError, unknown_options
-from cwm.errors import CWMError
+from cwm.errors import CWMError, OutputExistsError
 
 #: Subcommand modules, in the order ``cwm --help`` lists them.
 COMMANDS = ("flow", "occlusion", "segment", "depth", "predict", "counterfactual", "pretrain", "evaluate",
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SystemExit as e:  # argparse: --help, --version and usage errors
             return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
         except (CWMError, UsageError) as e:
-            print(f"cwm: error: {_one_line(e)}", file=sys.stderr)
+            print(f"cwm: error: {_cli_message(e)}", file=sys.stderr)
             return 2
         except Terminated:
             print("\ncwm: terminated", file=sys.stderr)
@@ -126,6 +126,14 @@ def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> arg
             if name in action.choices:
                 return _innermost(action.choices[name], args)
     return parser
+
+
+def _cli_message(e: BaseException) -> str:
+    """The error's one line, with library wording mapped to the command line's (the library
+    names ``overwrite=True``, every cwm command that writes files has ``--overwrite``)."""
+    if isinstance(e, OutputExistsError) and e.path is not None:
+        return _one_line(OutputExistsError(f"output '{e.path}' already exists; pass --overwrite to replace it"))
+    return _one_line(e)
 
 
 def _one_line(e: BaseException) -> str:
