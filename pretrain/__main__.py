@@ -36,7 +36,8 @@ EPILOG = """examples:
 
 overrides are section.field=value (YAML values), applied after --config:
   model.variant=tiny_64  model.arch.enc_depth=2
-  data.source=synthetic|FOLDER  data.gap_frames=[5,15]  data.gap_ms=150  data.num_workers=2
+  data.source=synthetic|photos|FOLDER  data.photo_folders=[DIR]  data.photo_fraction=0.7
+  data.gap_frames=[5,15]  data.gap_ms=150  data.num_workers=2
   optim.base_lr=1.5e-4  optim.warmup_steps=1000  optim.weight_decay=0.05
   train.batch_size=32  train.max_steps=10000  train.mask_ratio=0.99|[0.625,0.94]
   train.mixed_precision=auto|no|bf16|fp16  train.checkpoint_every=1000  train.log_with=tensorboard
@@ -65,6 +66,9 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="run folder (= train.output_dir)")
     p.add_argument("--data", help="'synthetic' or a video folder (= data.source)")
     p.add_argument("--variant", help="model variant (= model.variant)")
+    p.add_argument("--init", metavar="WEIGHTS",
+                   help="start from these weights ('default', a weights folder, .safetensors or official .pth; "
+                        "= train.init), e.g. to fine-tune or to continue a run from its exported weights")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --output-dir from its newest checkpoint (start fresh if it has none)")
     p.add_argument("--resume-from", metavar="CHECKPOINT", help="continue from this checkpoint folder")
@@ -85,7 +89,7 @@ def _config(args: argparse.Namespace, resuming: bool):
 
     overrides = list(args.overrides)
     for flag, key in ((args.output_dir, "train.output_dir"), (args.data, "data.source"),
-                      (args.variant, "model.variant")):
+                      (args.variant, "model.variant"), (args.init, "train.init")):
         if flag is not None:
             overrides.append(f"{key}={flag}")
     cfg = resolve(args.config, overrides)

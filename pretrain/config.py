@@ -62,8 +62,10 @@ class DataSection:
     """Where frame pairs come from and how they are sampled.
 
     Attributes:
-        source: ``"synthetic"`` (the built-in scene generator) or a folder searched recursively
-            for mp4/avi/mov/mkv/webm files.
+        source: ``"synthetic"`` (the built-in scene generator), ``"photos"`` (scenes made of
+            the real photos under ``photo_folders``, :mod:`cwm.synthetic.photos`, mixed with
+            synthetic scenes by ``photo_fraction``) or a folder searched recursively for
+            mp4/avi/mov/mkv/webm files.
         gap_frames: frames between consecutive sampled frames: an int or ``[lo, hi]`` (inclusive),
             drawn per clip. Used unless ``gap_ms`` is set. (ZWM recipe: ``[5, 15]``.)
         gap_ms: the gap in milliseconds, a number or ``[lo, hi]``, converted with each video's
@@ -83,6 +85,11 @@ class DataSection:
         scene_frames: frames rendered per synthetic scene; clips are drawn from them.
         clips_per_scene: clips drawn from one rendered scene (rendering is the costly part).
         scenes_per_epoch: distinct synthetic scenes per epoch (epochs use new scenes).
+        photo_folders: folders of photos (searched recursively) for ``source: photos``.
+        photo_exclude: file-name globs left out of the photo bank (held-out evaluation material;
+            default :data:`cwm.synthetic.photos.HELD_OUT_PATTERNS`).
+        photo_fraction: share of ``source: photos`` items drawn from photos; the rest are
+            synthetic scenes of ``scene_preset``.
     """
 
     source: str = "synthetic"
@@ -99,6 +106,9 @@ class DataSection:
     scene_frames: int = 8
     clips_per_scene: int = 8
     scenes_per_epoch: int = 100_000
+    photo_folders: list = field(default_factory=list)
+    photo_exclude: Any = None
+    photo_fraction: float = 1.0
 
 
 @dataclass
@@ -137,6 +147,10 @@ class TrainSection:
             newest ones are kept.
         log_with: Accelerate tracker(s), e.g. ``"tensorboard"``; None for none.
         progress: tqdm bar: ``"auto"`` (when stderr is a terminal), ``"on"`` or ``"off"``.
+        init: weights to start from (anything ``cwm.load`` takes: ``"default"``, a weights folder,
+            a ``.safetensors`` or an official ``.pth``) instead of a random initialisation; the
+            architecture must match ``model``. Fine-tuning, and continuing a run on a fresh
+            machine from its exported weights. Ignored when resuming a checkpoint.
     """
 
     output_dir: Any = None
@@ -157,6 +171,7 @@ class TrainSection:
     export_at_end: bool = True
     log_with: Any = None
     progress: str = "auto"
+    init: Any = None
 
 
 @dataclass
@@ -220,6 +235,10 @@ class PretrainConfig:
         for name in ("clips_per_video", "scene_frames", "clips_per_scene", "scenes_per_epoch"):
             if getattr(d, name) < 1:
                 raise ConfigError(f"data.{name} must be >= 1 (got {getattr(d, name)})")
+        if not 0.0 <= d.photo_fraction <= 1.0:
+            raise ConfigError(f"data.photo_fraction must be in [0, 1] (got {d.photo_fraction})")
+        if d.source == "photos" and not d.photo_folders:
+            raise ConfigError("data.source=photos needs data.photo_folders=[FOLDER, ...]")
         if d.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0 (got {d.num_workers})")
         if d.backends is not None:

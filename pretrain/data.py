@@ -232,6 +232,53 @@ class SyntheticClips(Dataset):
         return self.spec.finish(rng, frames[start:start + span + 1:gap])
 
 
+# --------------------------------------------------------------------------------- photos
+class PhotoClips(Dataset):
+    """Two-frame clips of real-photo scenes (:func:`cwm.synthetic.photos.make_photo_scene`), mixed
+    with synthetic scenes.
+
+    Item ``(epoch, index)`` is a photo scene with probability ``fraction`` (drawn from the item's
+    own generator), else the synthetic clip of the same key. A photo scene is rendered per item
+    (3-4 ms at 64 px), so clips of one scene are not reused. The bank is loaded lazily in each
+    process, so DataLoader workers do not pickle it.
+    """
+
+    def __init__(self, spec: ClipSpec, length: int, folders: list[str], exclude: list[str] | None,
+                 fraction: float, synthetic: SyntheticClips):
+        if spec.num_frames != 2:
+            raise ConfigError(f"data.source=photos makes 2-frame clips; the model takes {spec.num_frames}")
+        self.spec, self.length, self.fraction, self.synthetic = spec, length, float(fraction), synthetic
+        self.folders, self.exclude = [str(f) for f in folders], exclude
+        self._bank = None
+        self.bank  # load now: a missing folder fails here, in the main process
+
+    @property
+    def bank(self):
+        if self._bank is None:
+            from cwm.synthetic.photos import HELD_OUT_PATTERNS, PhotoBank
+
+            exclude = HELD_OUT_PATTERNS if self.exclude is None else tuple(self.exclude)
+            self._bank = PhotoBank.from_folders(self.folders, exclude=exclude)
+        return self._bank
+
+    def __getstate__(self) -> dict:
+        return dict(self.__dict__, _bank=None)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        from cwm.synthetic.photos import make_photo_scene
+
+        epoch, index = key
+        rng = item_rng(self.spec.seed, epoch, index, 3)
+        if rng.random() >= self.fraction:
+            return self.synthetic[key]
+        seed = int(np.random.SeedSequence([self.spec.seed, epoch, index, 4]).generate_state(1)[0])
+        frames = make_photo_scene(self.bank, seed, self.spec.size, 2).frames
+        return self.spec.finish(rng, frames)
+
+
 # --------------------------------------------------------------------------------- videos
 @dataclass(frozen=True)
 class VideoInfo:
@@ -380,12 +427,16 @@ def build_data(cfg, model_cfg: CWMConfig, unit: int, warn: bool = True) -> DataB
         warn: emit one :class:`SkippedVideoWarning` per skipped video (the main process only).
     """
     d, spec = cfg.data, ClipSpec.from_config(cfg, model_cfg)
-    if d.source == "synthetic":
+    if d.source in ("synthetic", "photos"):
         length = round_up(d.scenes_per_epoch * d.clips_per_scene, unit)
         ds = SyntheticClips(spec, length, d.scene_preset, d.scene_frames, d.clips_per_scene, d.scene_overrides)
+        summary = f"synthetic scenes ({d.scene_preset}), {length} clips per epoch"
+        if d.source == "photos":
+            ds = PhotoClips(spec, length, d.photo_folders, d.photo_exclude, d.photo_fraction, ds)
+            summary = (f"{len(ds.bank)} photos under {', '.join(map(str, d.photo_folders))} "
+                       f"({100 * d.photo_fraction:.0f}% of clips; the rest {summary})")
         return DataBundle(ds, ClipSampler(length, shuffle=False, seed=spec.seed,
-                                          epochs_per_pass=epochs_per_pass(length, unit)),
-                          f"synthetic scenes ({d.scene_preset}), {length} clips per epoch", [])
+                                          epochs_per_pass=epochs_per_pass(length, unit)), summary, [])
     backends = None if d.backends is None else tuple(d.backends)
     videos, skipped = scan_videos(d.source, spec, backends)
     if warn:

@@ -135,6 +135,26 @@ def _resume_from(cfg: PretrainConfig, resume: Any) -> Path | None:
     return ckpts.resolve_checkpoint(resume)
 
 
+def init_weights(model: torch.nn.Module, weights: str) -> None:
+    """Copy the weights of ``weights`` (any name or path ``cwm.load`` takes) into ``model``.
+
+    Raises:
+        ConfigError: the weights' architecture differs from the configured model's (naming the
+            first field that differs).
+    """
+    from cwm.checkpoints import load_model
+
+    source = load_model(str(weights))
+    mine, theirs = model.cfg.to_dict(), source.cfg.to_dict()
+    arch = ("patch_size", "num_frames", "enc_dim", "enc_depth", "enc_heads", "dec_dim", "dec_depth",
+            "dec_heads", "k_bias", "mlp_ratio")
+    for name in arch:
+        if name in mine and mine[name] != theirs.get(name):
+            raise ConfigError(f"train.init={weights!r}: its {name} is {theirs.get(name)!r}, the configured "
+                              f"model's is {mine[name]!r}; choose model.variant/model.arch to match")
+    model.load_state_dict(source.state_dict(), strict=True)
+
+
 # ----------------------------------------------------------------------------------- loop
 def train(cfg: PretrainConfig, resume: Any = None) -> TrainResult:
     """Run (or resume) pretraining as configured; returns the final figures.
@@ -163,6 +183,8 @@ def train(cfg: PretrainConfig, resume: Any = None) -> TrainResult:
     set_seed(t.seed)  # before building the model: the initial weights depend on it
     model_cfg = cfg.model_config()
     model = build_model(model_cfg)
+    if t.init is not None and start_ckpt is None:
+        init_weights(model, t.init)
     unit = t.batch_size * acc.num_processes * t.grad_accum
     bundle = build_data(cfg, model_cfg, unit, warn=acc.is_main_process)
     loader = _dataloader(cfg, bundle, pin=acc.device.type == "cuda")
