@@ -164,12 +164,37 @@ class CWMPredictor:
 
         return flow(self, frame0, frame1, **options)
 
-    def track(self, frame0, frame1, points, **options):
-        """Where ``points`` ``[(x, y), ...]`` of frame 0 are in frame 1 -> ``TrackResult``;
-        see :func:`probes.flow.track`."""
+    def track(self, frame0, frame1, points=None, **options):
+        """Two frames: ``track(frame0, frame1, points)`` -> ``TrackResult``, where ``points``
+        ``[(x, y), ...]`` of frame 0 are in frame 1 (see :func:`probes.flow.track`).
+
+        A video: ``track(frames, queries, mode="chained")`` (no ``points``) is
+        :meth:`track_video`.
+        """
+        if points is None:
+            return self.track_video(frame0, frame1, **options)
         from probes.flow import track
 
         return track(self, frame0, frame1, points, **options)
+
+    def track_video(self, frames, queries, mode: str = "chained", gap: int = 5,
+                    backward: bool = True, progress=None, **options):
+        """Track points through a whole video -> ``VideoTrackResult`` (``.tracks [N, T, 2]``
+        ``(x, y)`` and ``.occluded [N, T]`` bool, in the video's pixels).
+
+        Args:
+            frames: a video path, a folder of frames, a uint8 array ``[T, H, W, 3]`` or a list of
+                frames; read one at a time (memory flat in the video's length).
+            queries: ``[N, 3]`` rows ``(t, x, y)``: a frame index and a point in that frame.
+            mode: ``"direct"`` (each frame from the query frame), ``"chained"`` (frame to frame)
+                or ``"cfg"`` (a constant ``gap`` of frames, chained); see :mod:`probes.tracking`.
+            backward: also track into frames before each query frame.
+            **options: probe options of :func:`probes.flow.track` for each frame pair.
+        """
+        from probes.tracking import probe_pair_tracker, track_video
+
+        return track_video(probe_pair_tracker(self, **options), frames, queries, mode=mode, gap=gap,
+                           backward=backward, progress=progress)
 
     def segment(self, image, points=None, **kw):
         """Spelke segments of one image -> ``SegmentResult`` (``.masks [N, H, W]`` bool): one per
