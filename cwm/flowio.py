@@ -40,10 +40,10 @@ def _check_flow(flow: np.ndarray) -> np.ndarray:
     return flow
 
 
-def write_flo(path: str | PathLike, flow: np.ndarray, overwrite: bool = True) -> None:
+def write_flo(path: str | PathLike, flow: np.ndarray, overwrite: bool = False) -> None:
     """Write a flow ``[H, W, 2]`` as a Middlebury ``.flo`` file, atomically.
 
-    ``overwrite=False`` refuses (InputError) to replace an existing file.
+    An existing ``path`` raises :class:`cwm.errors.OutputExistsError` unless ``overwrite``.
     """
     flow = _check_flow(flow).astype("<f4")
     height, width = flow.shape[:2]
@@ -75,9 +75,10 @@ def read_flo(path: str | PathLike) -> np.ndarray:
 
 
 def write_kitti_flow(path: str | PathLike, flow: np.ndarray,
-                     valid: np.ndarray | None = None) -> None:
-    """Write a flow ``[H, W, 2]`` and validity ``[H, W]`` bool (default all) as a KITTI PNG
-    (atomically; replaces ``path``)."""
+                     valid: np.ndarray | None = None, overwrite: bool = False) -> None:
+    """Write a flow ``[H, W, 2]`` and validity ``[H, W]`` bool (default all) as a KITTI PNG,
+    atomically. An existing ``path`` raises :class:`cwm.errors.OutputExistsError` unless
+    ``overwrite``."""
     from cwm.video import import_cv2
 
     cv2 = import_cv2()
@@ -93,7 +94,7 @@ def write_kitti_flow(path: str | PathLike, flow: np.ndarray,
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
         raise InputError(f"cannot write KITTI flow PNG {path}: PNG encoding failed")
-    with atomic_write(path, overwrite=True) as tmp:
+    with atomic_write(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(encoded.tobytes())
 
 

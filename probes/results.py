@@ -47,24 +47,26 @@ class FlowResult:
         frame0 = _check_image(frame0, self.flow.shape[:2], "frame0")
         return np.concatenate([viz.occlusion_overlay(frame0, self.occlusion), color], axis=1)
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write by extension: ``.npy`` (flow), ``.npz`` (all arrays), ``.flo`` (Middlebury) or
-        ``.png`` (colour-coded flow). Existing files are replaced."""
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
+        """Write by extension, atomically: ``.npy`` (flow ``[H, W, 2]`` float32), ``.npz`` (all
+        arrays, keys as :meth:`numpy`), ``.flo`` (Middlebury) or ``.png`` (colour-coded flow).
+
+        Raises:
+            OutputExistsError: ``path`` exists and ``overwrite`` is False.
+            InputError: an unknown extension, or ``path`` cannot be written.
+        """
         path = Path(path)
         ext = path.suffix.lower()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if ext == ".npy":
-            np.save(path, self.flow)
-        elif ext == ".npz":
-            np.savez_compressed(path, **self.numpy())
-        elif ext == ".flo":
+        if ext == ".flo":
             from cwm.flowio import write_flo
 
-            write_flo(path, self.flow)
+            write_flo(path, self.flow, overwrite=overwrite)
         elif ext == ".png":
             from cwm.io import write_image
 
-            write_image(path, self.visualize(), overwrite=True)
+            write_image(path, self.visualize(), overwrite=overwrite)
+        elif ext in (".npy", ".npz"):
+            _save_arrays(path, self.flow if ext == ".npy" else self.numpy(), overwrite)
         else:
             raise InputError(f"{path}: unknown flow file type {ext!r} (use .npy, .npz, .flo or .png)")
 
@@ -107,13 +109,27 @@ class TrackResult:
                             color, 1, cv2.LINE_AA, tipLength=0.3)
         return out
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write by extension: ``.npz`` (all arrays) or ``.npy`` (tracks ``[N, 2]``)."""
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
+        """Write by extension, atomically: ``.npz`` (all arrays, keys as :meth:`numpy`) or ``.npy``
+        (tracks ``[N, 2]``).
+
+        Raises:
+            OutputExistsError: ``path`` exists and ``overwrite`` is False.
+            InputError: an unknown extension, or ``path`` cannot be written.
+        """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix.lower() == ".npz":
-            np.savez_compressed(path, **self.numpy())
-        elif path.suffix.lower() == ".npy":
-            np.save(path, self.tracks)
-        else:
+        ext = path.suffix.lower()
+        if ext not in (".npz", ".npy"):
             raise InputError(f"{path}: unknown track file type {path.suffix!r} (use .npz or .npy)")
+        _save_arrays(path, self.tracks if ext == ".npy" else self.numpy(), overwrite)
+
+
+def _save_arrays(path: Path, arrays: np.ndarray | dict[str, np.ndarray], overwrite: bool) -> None:
+    """One array as ``.npy`` or several as a compressed ``.npz``, written atomically."""
+    from cwm.atomic import atomic_write
+
+    with atomic_write(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
+        if isinstance(arrays, dict):
+            np.savez_compressed(fh, **arrays)
+        else:
+            np.save(fh, arrays)

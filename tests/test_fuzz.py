@@ -72,7 +72,7 @@ def test_flo_reader_on_arbitrary_bytes(folder, data):
        header=st.none() | st.tuples(st.integers(-2 ** 31, 2 ** 31 - 1), st.integers(-2 ** 31, 2 ** 31 - 1)))
 def test_flo_reader_on_mutated_files(folder, edits, cut, tail, size, header):
     path = folder / "valid.flo"
-    write_flo(path, np.arange(size[0] * size[1] * 2, dtype=np.float32).reshape(*size, 2))
+    write_flo(path, np.arange(size[0] * size[1] * 2, dtype=np.float32).reshape(*size, 2), overwrite=True)
     data = path.read_bytes()
     if header is not None:  # any width and height, the case the size check exists for
         data = data[:4] + struct.pack("<ii", *header) + data[12:]
@@ -113,7 +113,8 @@ def test_kitti_reader_on_arbitrary_bytes(folder, data):
 def test_kitti_reader_on_mutated_pngs(folder, edits, cut, tail, ihdr):
     path = folder / "valid.png"
     rng = np.random.default_rng(0)
-    write_kitti_flow(path, rng.integers(-64 * 50, 64 * 50, (6, 7, 2)) / 64.0, rng.random((6, 7)) > 0.2)
+    write_kitti_flow(path, rng.integers(-64 * 50, 64 * 50, (6, 7, 2)) / 64.0, rng.random((6, 7)) > 0.2,
+                     overwrite=True)
     data = path.read_bytes()
     if ihdr is not None:
         data = _with_ihdr(data, *ihdr)
