@@ -269,19 +269,30 @@ def load_pretrained(path: str | Path) -> CWM:
 
 
 # --------------------------------------------------------------------------- one entry point
+_OFFICIAL_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+
+
 def load_model(name_or_path: str | Path, heads: tuple[int, int] | None = None) -> CWM:
-    """Load a model from a registered name, a folder, a ``.safetensors`` file or an official ``.pth``.
+    """Load a model from a path, a registered name or a Hugging Face hub repository.
+
+    ``name_or_path`` is tried in this order: an existing folder or file (our folder, a
+    ``.safetensors`` file, or an official ``.pth``), so a local folder named like ``org/name``
+    wins; a registered name (:data:`cwm.hub.WEIGHTS`); a hub repository id ``org/name``
+    (:func:`cwm.hf.snapshot`, our layout).
 
     Args:
-        name_or_path: see :data:`cwm.hub.WEIGHTS` for names.
+        name_or_path: see above.
         heads: ``(encoder_heads, decoder_heads)`` for official files that are not a known release.
+    Raises:
+        WeightsError: one line; for a name that is none of these, with a "did you mean".
     """
-    from cwm import hub
+    from cwm import hf, hub
 
     path = Path(name_or_path)
     if not path.exists():
-        if str(name_or_path) in hub.WEIGHTS:
-            entry = hub.get_entry(str(name_or_path))
+        name = str(name_or_path)
+        if name in hub.WEIGHTS:
+            entry = hub.get_entry(name)
             path = hub.local_path(entry.name)
             if entry.variant:
                 from cwm.config import get_variant
@@ -290,14 +301,27 @@ def load_model(name_or_path: str | Path, heads: tuple[int, int] | None = None) -
                 sd = read_official(path)
                 return model_from_official(sd, heads or (v.enc_heads, v.dec_heads), v.img_size,
                                            v.num_frames, source=str(path))
-        elif path.suffix or os.sep in str(name_or_path):
-            raise WeightsError(f"weights path '{name_or_path}' does not exist")
+        elif hf.is_hub_id(name) and path.suffix.lower() not in (".safetensors", *_OFFICIAL_SUFFIXES):
+            return load_pretrained(hf.snapshot(name))
+        elif path.suffix or os.sep in name or "/" in name:
+            raise WeightsError(f"weights path '{name}' does not exist")
         else:
-            hub.get_entry(str(name_or_path))  # raises with a "did you mean"
+            raise _unknown(name)
     if path.is_dir() or path.suffix == ".safetensors":
         return load_pretrained(path)
-    if path.suffix in (".pth", ".pt", ".bin", ".ckpt"):
+    if path.suffix in _OFFICIAL_SUFFIXES:
         if not os.access(path, os.R_OK):
             raise WeightsError(f"cannot read '{path}': permission denied")
         return model_from_official(read_official(path), heads, source=str(path))
     raise WeightsError(f"'{path}' is neither a weights folder, a .safetensors file nor an official .pth file")
+
+
+def _unknown(name: str) -> WeightsError:
+    import difflib
+
+    from cwm import hub
+
+    close = difflib.get_close_matches(name, hub.WEIGHTS, 1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return WeightsError(f"'{name}' is not a file or folder, a registered name or a Hugging Face hub id "
+                        f"(org/name); {hint}(registered: {', '.join(hub.WEIGHTS)})")

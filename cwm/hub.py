@@ -1,20 +1,25 @@
 """The table of named weights: the embedded default and the official releases.
 
 Nothing here touches the network unless :func:`download` is called explicitly (the CLI's
-``cwm weights download NAME``). Downloads go to a cache folder, ``$CWM_CACHE`` or
-``~/.cache/cwm``; a cached file is used as is.
+``cwm weights download NAME``). Downloads go through torch's own downloader
+(``torch.hub.download_url_to_file``: a progress bar, a ``.partial`` file renamed on success) into
+a cache folder, ``$CWM_CACHE`` or ``~/.cache/cwm``, and are checked against the table's sha256
+where it has one; a cached file is used as is. Hugging Face hub repositories are
+:mod:`cwm.hf`'s business.
 """
 from __future__ import annotations
 
 import difflib
 import os
-import shutil
-import tempfile
-import urllib.request
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.error import HTTPError
 
+from cwm.atomic import atomic_write
 from cwm.errors import WeightsError
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 EMBEDDED_DIR = Path(__file__).parent / "weights"
 
@@ -30,6 +35,8 @@ class WeightsEntry:
             (official files only; our folders carry their own config.json).
         url: where an official ``.pth`` is published (None for embedded weights).
         embedded: folder name under ``cwm/weights/`` for weights shipped in the package.
+        sha256: the downloaded file's sha256 (64 lowercase hex digits), checked after every
+            download; None where it is not known (the publishers give none).
     """
 
     name: str
@@ -37,6 +44,17 @@ class WeightsEntry:
     variant: str | None = None
     url: str | None = None
     embedded: str | None = None
+    sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.sha256 is not None and not _SHA256.fullmatch(self.sha256):
+            raise ValueError(f"weights '{self.name}': sha256 must be 64 lowercase hex digits")
+
+    @property
+    def entry_point(self) -> str:
+        """The name as a Python identifier (``eccv2024-2frame`` -> ``eccv2024_2frame``), as
+        ``hubconf.py`` exposes it to ``torch.hub.load``."""
+        return re.sub(r"\W", "_", self.name)
 
     @property
     def filename(self) -> str:
@@ -69,8 +87,7 @@ def get_entry(name: str) -> WeightsEntry:
     if name not in WEIGHTS:
         close = difflib.get_close_matches(name, WEIGHTS, 1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise WeightsError(f"no file or registered weights named '{name}'{hint} "
-                           f"(registered: {', '.join(WEIGHTS)})")
+        raise WeightsError(f"no registered weights named '{name}'{hint} (registered: {', '.join(WEIGHTS)})")
     return WEIGHTS[name]
 
 
@@ -97,23 +114,40 @@ def is_cached(name: str) -> bool:
         return False
 
 
-def download(name: str, force: bool = False, timeout: float = 60.0) -> Path:
-    """Download a registered official release into the cache (explicit; never called implicitly)."""
+def download(name: str, force: bool = False, progress: bool = True) -> Path:
+    """Download a registered official release into the cache (explicit; never called implicitly).
+
+    Args:
+        name: a registered name with a URL (``cwm weights list``).
+        force: download again even if the file is cached.
+        progress: show torch's progress bar (on stderr).
+    Returns:
+        the cached file. It appears only complete and, where the table has a sha256, checked:
+        torch writes a ``.partial`` file and renames it on success, into a temporary name that
+        :func:`cwm.atomic.atomic_write` fsyncs and renames onto the cached name.
+    Raises:
+        WeightsError: an unknown name, a failed download, or a sha256 mismatch (nothing is kept).
+    """
+    from torch.hub import download_url_to_file
+
     entry = get_entry(name)
     if entry.url is None:
         return local_path(name)
     dest = cache_dir() / entry.filename
     if dest.is_file() and not force:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(entry.url, timeout=timeout) as resp:
-            shutil.copyfileobj(resp, out, length=1 << 20)
-        os.replace(tmp, dest)
-    except OSError as e:
-        raise WeightsError(f"download of '{name}' from {entry.url} failed: {e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        with atomic_write(dest, overwrite=True) as tmp:
+            download_url_to_file(entry.url, str(tmp), hash_prefix=entry.sha256, progress=progress)
+    except RuntimeError as e:  # torch: 'invalid hash value (expected "...", got "...")'
+        text = " ".join(str(e).split())
+        if "invalid hash value" not in text:
+            raise
+        got = re.findall(r"[0-9a-f]{64}", text)
+        detail = f"expected {entry.sha256}, got {got[-1]}" if got else text
+        raise WeightsError(f"download of '{name}' from {entry.url} failed its sha256 check "
+                           f"({detail}); nothing was kept") from None
+    except OSError as e:  # URLError and HTTPError are OSErrors
+        reason = e if isinstance(e, HTTPError) else (getattr(e, "reason", None) or e.strerror or e)
+        raise WeightsError(f"download of '{name}' from {entry.url} failed: {reason}") from None
     return dest

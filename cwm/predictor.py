@@ -210,6 +210,46 @@ class CWMPredictor:
 
         return depth(self, frame0, frame1, stereo=stereo, **kw)
 
+    def save_pretrained(self, folder, training: dict | None = None, overwrite: bool = False,
+                        repo_id: str | None = None):
+        """Write the weights folder that ``cwm.load(folder)`` reads, ready for the hub.
+
+        ``folder/model.safetensors``, ``folder/config.json`` (:func:`cwm.checkpoints.save_pretrained`)
+        and a short ``folder/README.md`` model card; push it with the hub's tools and load it
+        with ``cwm.load("org/name")``. Each file is written atomically.
+
+        Args:
+            folder: the folder (created if missing).
+            training: training metadata for ``config.json`` and the card (e.g. ``{"step": 1000}``).
+            overwrite: replace those files if the folder already has them.
+            repo_id: the hub id it will be pushed to (``org/name``), for the card's example.
+        Returns:
+            the folder, as a ``Path``.
+        Raises:
+            OutputExistsError: the folder already holds one of the three files and ``overwrite``
+                is False (an ``InputError``).
+            InputError: it cannot be written.
+        """
+        from pathlib import Path
+
+        from cwm import hf
+        from cwm.atomic import atomic_write
+        from cwm.checkpoints import save_pretrained
+        from cwm.errors import OutputExistsError
+
+        folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"cannot write weights to '{folder}': it is a file, not a folder")
+        for name in (hf.WEIGHTS_FILE, hf.CONFIG_FILE, hf.CARD_FILE):
+            if (folder / name).exists() and not overwrite:
+                raise OutputExistsError(f"cannot write '{folder / name}': file exists; pass overwrite=True "
+                                        "to replace it", folder / name)
+        save_pretrained(self.model, folder, training=training)
+        with atomic_write(folder / hf.CARD_FILE, overwrite=True) as tmp:
+            tmp.write_text(hf.model_card(self.config, training, name=folder.resolve().name, repo_id=repo_id),
+                           encoding="utf-8")
+        return folder
+
     def counterfactual_inputs(self, f0: torch.Tensor, moves: Sequence[Move], static: Sequence[Point],
                               size: tuple[int, int]) -> tuple[torch.Tensor, list[int]]:
         """Frame 1 (at user size) and the visible patch indices for :meth:`counterfactual`."""

@@ -7,7 +7,7 @@ from cwm.cli.common import CWMArgumentParser, add_command
 
 EXAMPLES = """\
 cwm weights list
-cwm weights download eccv2024-2frame          # into $CWM_CACHE or ~/.cache/cwm
+cwm weights download eccv2024-2frame          # into $CWM_CACHE or ~/.cache/cwm, with a progress bar
 cwm flow video.mp4 --weights eccv2024-2frame  # then use it by name
 """
 
@@ -23,6 +23,7 @@ def register(sub) -> argparse.ArgumentParser:
     d = actions.add_parser("download", help="download an official release into the cache", allow_abbrev=False)
     d.add_argument("name", metavar="NAME", help="a name from `cwm weights list`")
     d.add_argument("--force", action="store_true", help="download again even if cached")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar; print only the file's path")
     return p
 
 
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from cwm import hub
 
     if args.action == "download":
-        print(hub.download(args.name, force=args.force))
+        print(hub.download(args.name, force=args.force, progress=not args.quiet))
         return 0
     rows = [("NAME", "LOCAL", "DESCRIPTION")]
     for name, entry in hub.WEIGHTS.items():
