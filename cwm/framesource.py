@@ -105,7 +105,7 @@ class FrameSource:
         return frame
 
     def __getitem__(self, i: int) -> np.ndarray:
-        """Frame ``i`` as uint8 ``[H, W, 3]`` RGB (read-only when cached)."""
+        """Frame ``i`` as uint8 ``[H, W, 3]`` RGB (cached frames are shared: do not modify them)."""
         i = int(i)
         if not 0 <= i < self._count:
             raise InputError(f"{self.name}: frame {i} is outside its {self._count} frames")
@@ -115,7 +115,6 @@ class FrameSource:
             self._cache.move_to_end(i)
             return self._cache[i]
         frame = self._read_file(i) if self._files is not None else self._reader.get([i])[0]
-        frame.setflags(write=False)
         self._cache[i] = frame
         while len(self._cache) > self.window:
             self._cache.popitem(last=False)

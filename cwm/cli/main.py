@@ -23,7 +23,7 @@ from cwm.cli.common import CWMArgumentParser, UsageError, unknown_options
 from cwm.errors import CWMError, OutputExistsError
 
 #: Subcommand modules, in the order ``cwm --help`` lists them.
-COMMANDS = ("flow", "occlusion", "segment", "depth", "predict", "counterfactual", "pretrain", "evaluate",
+COMMANDS = ("flow", "occlusion", "segment", "depth", "track", "predict", "counterfactual", "pretrain", "evaluate",
             "weights", "env")
 
 EXAMPLES = """\

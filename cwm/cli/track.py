@@ -1,0 +1,104 @@
+"""``cwm track``: follow points through a whole video (or a folder of frames).
+
+Writes ``tracks.npz`` (``queries [N, 3]`` ``(t, x, y)``, ``tracks [N, T, 2]`` ``(x, y)``,
+``occluded [N, T]`` bool, ``mode``, ``gap``) and ``tracks.mp4``, the video with each point's
+recent path drawn as a trail. Frames are read one at a time (memory flat in the video's length).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from cwm.cli.common import (Outputs, UsageError, add_command, add_output_options, default_out,
+                            load_predictor, positive_float, positive_int, progress, run_outputs)
+
+EXAMPLES = """\
+cwm track demos/assets/sample.mp4 --grid 8                 # an 8x8 grid of frame 0, chained
+cwm track frames/ --grid 6 --mode cfg --gap 4              # a folder of frames, anchors every 4
+cwm track clip.mp4 --points queries.txt --mode direct      # rows "t x y" (or "x y": frame 0)
+"""
+MODES = ("direct", "chained", "cfg")
+
+
+def register(sub) -> argparse.ArgumentParser:
+    p = add_command(sub, "track", "track points through a video", EXAMPLES,
+                    description="Point tracking with the CWM's counterfactual flow probe, composed over "
+                                "the video: direct (each frame from the query frame), chained (frame to "
+                                "frame) or cfg (a constant frame gap). Writes tracks.npz and tracks.mp4.")
+    p.add_argument("input", metavar="VIDEO|FRAMES_DIR", help="a video file or a folder of frames (sorted by name)")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--points", type=Path, metavar="FILE",
+                   help="query points: a text file of rows 't x y' (or 'x y', at --query-frame), "
+                        "comma or space separated, or a .npy [N, 3] / [N, 2]; pixels, (x, y) = (column, row)")
+    q.add_argument("--grid", type=positive_int, metavar="N", help="an N x N grid of points at --query-frame")
+    p.add_argument("--query-frame", type=int, default=0, metavar="T",
+                   help="frame of --grid points and of 2-column --points (default 0)")
+    p.add_argument("--mode", choices=MODES, default="chained", help="how pairs are composed (default chained)")
+    p.add_argument("--gap", type=positive_int, default=5, metavar="G", help="cfg: the frame gap (default 5)")
+    p.add_argument("--max-flow", type=positive_float, default=None, metavar="PX",
+                   help="largest motion searched per pair, in input pixels (default: the probe's)")
+    p.add_argument("--trail", type=positive_int, default=8, metavar="K", help="frames of trail drawn (default 8)")
+    add_output_options(p)
+    return p
+
+
+def read_queries(path: Path, query_frame: int) -> np.ndarray:
+    """Rows ``(t, x, y)`` from a text or ``.npy`` file; InputError (one line) when unreadable."""
+    from cwm.errors import InputError
+
+    try:
+        if path.suffix.lower() == ".npy":
+            rows = np.load(path, allow_pickle=False)
+        else:
+            text = path.read_text().replace(",", " ")
+            rows = np.array([[float(v) for v in line.split()] for line in text.splitlines()
+                             if line.strip() and not line.lstrip().startswith("#")])
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"--points {path}: cannot read query points ({' '.join(str(e).split())[:80]})") from None
+    rows = np.asarray(rows, np.float64)
+    if rows.ndim == 2 and rows.shape[1] == 2:
+        rows = np.concatenate([np.full((len(rows), 1), float(query_frame)), rows], axis=1)
+    if rows.ndim != 2 or rows.shape[1] != 3 or not len(rows):
+        raise InputError(f"--points {path}: expected rows 't x y' or 'x y', got an array of shape {rows.shape}")
+    return rows
+
+
+def grid_queries(n: int, size: tuple[int, int], frame: int) -> np.ndarray:
+    """``n x n`` points ``(t, x, y)`` at the centres of an ``n x n`` split of the frame."""
+    h, w = size
+    xs = (np.arange(n) + 0.5) * w / n - 0.5
+    ys = (np.arange(n) + 0.5) * h / n - 0.5
+    gx, gy = np.meshgrid(xs, ys)
+    return np.stack([np.full(gx.size, float(frame)), gx.ravel(), gy.ravel()], axis=1)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cwm.framesource import open_frames
+
+    if args.gap != 5 and args.mode != "cfg":
+        raise UsageError("track: --gap applies to --mode cfg")
+    outputs = Outputs(args.out or default_out([args.input], "track"), args.overwrite)
+    npz_path, mp4_path = outputs.plan("tracks.npz", "tracks.mp4")
+    with open_frames(args.input, window=args.gap + 2) as frames:
+        queries = (read_queries(args.points, args.query_frame) if args.points is not None
+                   else grid_queries(args.grid, frames.size, args.query_frame))
+        from probes.tracking import check_queries
+
+        check_queries(queries, len(frames), frames.size)        # before loading the model
+        outputs.check()
+        predictor = load_predictor(args)
+        options = {} if args.max_flow is None else {"max_flow": args.max_flow}
+
+        def body():
+            with progress(2 * len(frames), "track", args.quiet) as bar:
+                result = predictor.track_video(frames, queries, mode=args.mode, gap=args.gap,
+                                               progress=lambda: bar.update(1), **options)
+            outputs._write(npz_path, lambda: result.save(npz_path, overwrite=args.overwrite))
+            drawn = (result.draw(frames[t], t, trail=args.trail) for t in range(len(frames)))
+            outputs.video(mp4_path, drawn, fps=frames.fps)
+
+        run_outputs(outputs, body)
+    outputs.report()
+    return 0
