@@ -2,6 +2,8 @@
 
 A thin layer over :func:`cwm.evaluation.run_benchmark` (the same harness as
 ``benchmarks/accuracy.py``), with the loaded model's probes added as methods named ``cwm``.
+``cwm eval tapvid --data FILE`` scores point tracking by the TAP-Vid protocol instead
+(:mod:`cwm.cli.evaluate_tapvid`).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ EXAMPLES = """\
 cwm eval --quick                         # 20 scenes, the embedded model against zero/Farneback/DIS
 cwm eval --weights runs/tiny/export --out accuracy.json
 cwm eval --baselines-only --quick        # the baselines alone
+cwm eval tapvid --data tapvid_davis.pkl --out report.json   # point tracking, TAP-Vid protocol
 """
 PROBES = ("flow", "occlusion", "depth")
 
@@ -34,10 +37,18 @@ def register(sub) -> argparse.ArgumentParser:
     m = p.add_argument_group("model")
     m.add_argument("--weights", default="default", metavar="W", help="weights to score (default: the embedded model)")
     m.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if available)")
+    from cwm.cli import evaluate_tapvid
+
+    suites = p.add_subparsers(dest="suite", metavar="SUITE", parser_class=type(p))
+    evaluate_tapvid.register(suites)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "suite", None) == "tapvid":
+        from cwm.cli import evaluate_tapvid
+
+        return evaluate_tapvid.run(args)
     from cwm.atomic import atomic_write
     from cwm.cli.common import load_predictor
     from cwm.errors import InputError

@@ -1,0 +1,72 @@
+"""``cwm eval tapvid``: point tracking scored by the TAP-Vid protocol, cwm beside the baselines.
+
+A thin layer over :mod:`cwm.tapvid`: read the pickle (restricted unpickler), validate every video
+before any tracking, score the methods, print the table and write the JSON report atomically
+(only when every video was scored: no partial report).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cwm.cli.common import add_command, positive_int
+
+EXAMPLES = """\
+cwm eval tapvid --data tapvid_davis.pkl --out davis.json          # DAVIS, query mode first
+cwm eval tapvid --data tapvid_davis.pkl --query-mode strided --mode cfg
+cwm eval tapvid --data synthetic.pkl --methods zero dis_chained   # baselines only
+"""
+
+
+def register(suites) -> argparse.ArgumentParser:
+    from cwm.tapvid import METHODS
+
+    p = add_command(suites, "tapvid", "point tracking by the TAP-Vid protocol", EXAMPLES,
+                    description="Reads a TAP-Vid pickle (DAVIS: a dict of videos; Kinetics, RGB-Stacking: a "
+                                "list), resizes to 256x256, samples queries (first or strided), tracks with "
+                                "cwm and the baselines (zero motion, DIS chained and direct) and reports "
+                                "AJ, <delta_avg and occlusion accuracy, per method and per video.")
+    p.add_argument("--data", type=Path, required=True, metavar="FILE", help="a TAP-Vid .pkl file")
+    p.add_argument("--query-mode", choices=("first", "strided"), default="first",
+                   help="first: each track queried at its first visible frame (default); strided: every 5 frames")
+    p.add_argument("--mode", choices=("direct", "chained", "cfg"), default="chained",
+                   help="how cwm composes frame pairs (default chained)")
+    p.add_argument("--gap", type=positive_int, default=5, metavar="G", help="cfg: the frame gap (default 5)")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                   help="methods to score (default: all)")
+    p.add_argument("--max-videos", type=positive_int, default=None, metavar="N", help="score the first N videos only")
+    p.add_argument("-o", "--out", type=Path, metavar="FILE.json", help="write the report as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--weights", default="default", metavar="W", help="weights of cwm (default: the embedded model)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if available)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from cwm.atomic import atomic_write
+    from cwm.cli.common import load_predictor, progress
+    from cwm.errors import InputError
+    from cwm.tapvid import baseline_methods, evaluate, format_report, pair_method, read_tapvid_dataset
+
+    if args.out is not None and args.out.exists() and not args.overwrite:
+        raise InputError(f"output '{args.out}' already exists; pass --overwrite to replace it")
+    videos = read_tapvid_dataset(args.data)[: args.max_videos]
+    methods = {}
+    if "cwm" in args.methods:
+        from probes.tracking import probe_pair_tracker
+
+        methods["cwm"] = pair_method(probe_pair_tracker(load_predictor(args)), args.mode, args.gap)
+    baselines = baseline_methods()
+    methods.update({name: baselines[name] for name in args.methods if name != "cwm"})
+    with progress(len(videos) * len(methods), "tapvid", args.quiet) as bar:
+        report = evaluate(videos, methods, args.query_mode, progress=lambda _: bar.update(1))
+    report.update({"data": str(args.data), "cwm_mode": args.mode if "cwm" in methods else None,
+                   "weights": str(args.weights) if "cwm" in methods else None})
+    print(format_report(report))
+    if args.out is not None:
+        with atomic_write(args.out, overwrite=args.overwrite) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+        print(args.out)
+    return 0
