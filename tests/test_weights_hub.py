@@ -183,7 +183,6 @@ def _hub_cache(cache: Path, repo_id: str, folder: Path, commit: str) -> Path:
 
 @pytest.mark.skipif(os.name == "nt", reason="the hub's cache uses symlinks")
 def test_load_a_hub_repository_offline_from_the_cache(tmp_path, tiny_model):
-    pytest.importorskip("huggingface_hub")
     predictor = CWMPredictor(tiny_model, device="cpu")
     exported = predictor.save_pretrained(tmp_path / "export")
     cache = tmp_path / "hf" / "hub"
