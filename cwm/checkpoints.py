@@ -27,7 +27,7 @@ from cwm.model import CWM, build_model
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 _QKV_BIAS = re.compile(r"^(.*\.attn)\.(q_bias|k_bias|v_bias)$")
 
-# Head counts are not recoverable from shapes: the known releases (DESIGN.md §3).
+# Head counts are not recoverable from shapes: the known releases (docs/design.md §3).
 _ENC_HEADS = {768: 12, 1024: 16}
 _DEC_HEADS = {(384, False): 6, (512, True): 16, (512, False): 8}
 _RELEASES = {(768, 384, False), (1024, 512, False), (768, 512, True)}  # (enc_dim, dec_dim, k_bias)

@@ -186,7 +186,7 @@ def _np_bool() -> type:
 
 _OFFICIAL_224 = dict(img_size=(224, 224))
 
-#: Named variants. Official shapes match the released checkpoints (DESIGN.md §3); the small ones
+#: Named variants. Official shapes match the released checkpoints (docs/design.md §3); the small ones
 #: train on a CPU.
 VARIANTS: dict[str, CWMConfig] = {
     "cwm2023_base_8x8": CWMConfig(**_OFFICIAL_224, patch_size=8, enc_dim=768, enc_depth=12, enc_heads=12,

@@ -272,7 +272,7 @@ def run_benchmark(flow_methods: Mapping[str, PairMethod] | None = None,
     speed = {f"pairs_per_s_{h}x{w}": generator_speed((h, w), speed_seconds)
              for h, w in SUITE_SIZES}
     flow = run_flow_suite({**baselines.FLOW_BASELINES, **(flow_methods or {})}, scenes)
-    for row in flow.values():                        # DESIGN.md 7: report ratios too
+    for row in flow.values():                        # docs/design.md §7: report ratios too
         row["epe_vs_zero"] = row["epe"] / flow["zero"]["epe"] if flow["zero"]["epe"] else np.nan
     return {
         "suite": suite,

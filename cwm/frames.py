@@ -1,6 +1,6 @@
 """Frames at the API boundary: validation, batching, resizing.
 
-Accepted images (DESIGN.md §2):
+Accepted images (docs/design.md §2):
 - numpy ``uint8 [H, W, 3]`` RGB or a batch ``[B, H, W, 3]``. Grayscale ``[H, W]`` / ``[H, W, 1]``
   is converted to RGB by replication; RGBA ``[H, W, 4]`` has its alpha dropped (not composited).
 - torch float ``[3, H, W]`` or ``[B, 3, H, W]`` in [0, 1].

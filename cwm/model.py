@@ -1,4 +1,4 @@
-"""The Counterfactual World Model: a temporally factored masked autoencoder (DESIGN.md §3).
+"""The Counterfactual World Model: a temporally factored masked autoencoder (docs/design.md §3).
 
 Reads top to bottom like the method: patch embedding, the fixed sin-cos positional table,
 encoder over visible tokens, decoder with mask tokens, and the forward pass that returns the

@@ -51,7 +51,7 @@ def resolve_device(device: str | torch.device | None, name: str = "device") -> t
 
 
 class CWMPredictor:
-    """A CWM plus preprocessing. Inputs and outputs are in the user's pixels (DESIGN.md §2).
+    """A CWM plus preprocessing. Inputs and outputs are in the user's pixels (docs/design.md §2).
 
     Attributes:
         model: the ``nn.Module``; ``model(x, mask)`` has the official forward's semantics.

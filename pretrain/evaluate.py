@@ -9,7 +9,7 @@ from pretrain.objective import masked_mse, masked_targets, mask_from_noise, pick
 class Evaluator:
     """Scores a fixed held-out batch with and without visible last-frame patches.
 
-    The gap between the two shows whether the model uses the visible patches (DESIGN.md §8);
+    The gap between the two shows whether the model uses the visible patches (docs/design.md §8);
     the copy-frame-0 baseline predicts each masked patch by frame 0's patch at the same place.
     All three are computed on the same masked positions.
     """

@@ -1,6 +1,6 @@
 """The pretraining objective: masks and the masked-patch MSE (never inside the model).
 
-The model predicts RGB in [0, 1] for every masked token (DESIGN.md §3); the loss is the plain
+The model predicts RGB in [0, 1] for every masked token (docs/design.md §3); the loss is the plain
 MSE against the un-normalised [0, 1] pixels of the masked last-frame patches.
 """
 from __future__ import annotations

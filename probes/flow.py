@@ -1,4 +1,4 @@
-"""Optical flow, occlusion and point tracking as Jacobian counterfactuals (DESIGN.md §4).
+"""Optical flow, occlusion and point tracking as Jacobian counterfactuals (docs/design.md §4).
 
 A small Gaussian bump on frame 0 at a source ``p`` changes the predicted frame 1 most at
 ``p + flow(p)``. The probe puts bumps on a grid of sources, packs sources that cannot confuse

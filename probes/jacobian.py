@@ -1,4 +1,4 @@
-"""The Jacobian engine: how the predicted last frame responds to tangents on frame 0 (DESIGN.md §4).
+"""The Jacobian engine: how the predicted last frame responds to tangents on frame 0 (docs/design.md §4).
 
 Let ``F(frame0)`` be the predicted last frame, with frame 1's visible patches and the mask held
 fixed (:class:`FrameFunction`). The engine computes, for many tangents at once:

@@ -1,4 +1,4 @@
-"""Occlusion from counterfactual responses (DESIGN.md §4).
+"""Occlusion from counterfactual responses (docs/design.md §4).
 
 A frame-0 point that stays visible reappears in the predicted frame 1, so a bump there gets a
 strong response; an occluded point (covered, or gone out of frame) gets almost none. The score

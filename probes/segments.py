@@ -1,4 +1,4 @@
-"""Spelke segments: what moves together when you poke it (DESIGN.md §4).
+"""Spelke segments: what moves together when you poke it (docs/design.md §4).
 
 A single image is a static two-frame movie (frame 1 = frame 0). A *poke* at point p moves the
 patch under p by d in frame 1 (its frame-0 content placed at p + d, revealed) while a few far

@@ -1,4 +1,4 @@
-"""Point tracking over a whole video, from any two-frame tracker (DESIGN.md §4).
+"""Point tracking over a whole video, from any two-frame tracker (docs/design.md §4).
 
 A *pair tracker* answers one question: where are these points of frame ``a`` in frame ``b``, and
 are they visible there? ``pair(frame_a, frame_b, points [N, 2]) -> (points_b [N, 2], visible [N])``,

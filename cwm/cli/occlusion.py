@@ -1,7 +1,7 @@
 """``cwm occlusion``: which frame-0 pixels are hidden in frame 1, for a video or a frame pair.
 
 Runs the flow probe (the same engine as ``cwm flow``) and keeps its occlusion map: a pixel is
-occluded when its counterfactual response in frame 1 is weak (DESIGN.md section 4).
+occluded when its counterfactual response in frame 1 is weak (docs/design.md §4).
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ motion per frame, ``A_t``: layer coordinates -> frame-t pixels; pixel x of frame
   pixel centre. Colours are anti-aliased over a one-pixel band at shape edges; the ground
   truth is not.
 
-Conventions (DESIGN.md section 2): pixel centres at integer coordinates, points ``(x, y) =
+Conventions (docs/design.md §2): pixel centres at integer coordinates, points ``(x, y) =
 (column, row)`` from the top-left, flow ``(dx, dy)``. Pinhole camera, focal length ``focal * W``
 px: camera translation T moves a point at depth Z by ``f T / Z`` (parallax); roll and zoom act
 about the image centre. The background's inverse depth is affine in the image (a slanted plane),
