@@ -108,6 +108,10 @@ def valid_file(path: Path) -> str | None:
     try:
         if path.suffix == ".npy":
             np.load(path, allow_pickle=False)
+        elif path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                for name in z.files:
+                    z[name]
         elif path.suffix == ".png":
             read_image(path)
         elif path.suffix == ".flo":
@@ -324,7 +328,8 @@ def captured() -> Iterator[dict[str, str]]:
 
 # --------------------------------------------------------------------------------- interruptions
 def interrupt_run(folder: Path, sig: int, timeout: float = 180.0) -> dict[str, Any]:
-    """Start ``cwm flow long.mp4`` (made by :func:`make_corpus`), wait until two pairs are written,
+    """Start ``cwm flow long.mp4 --raw npy`` (made by :func:`make_corpus`; one file per pair, so
+    a killed run leaves finished pairs), wait until two pairs are written,
     send ``sig``, and report what is left.
 
     Returns a dict: ``exit`` (the status; -9 for SIGKILL), ``stderr``, ``final`` (the files under
@@ -336,8 +341,8 @@ def interrupt_run(folder: Path, sig: int, timeout: float = 180.0) -> dict[str, A
     before = prepare_out(Case("interrupt", "", None), out)
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([*CLI, "flow", "long.mp4", "-o", str(out)], cwd=folder, stdout=subprocess.DEVNULL,
-                                stderr=err, env=env)
+        proc = subprocess.Popen([*CLI, "flow", "long.mp4", "--raw", "npy", "-o", str(out)], cwd=folder,
+                                stdout=subprocess.DEVNULL, stderr=err, env=env)
         deadline = time.monotonic() + timeout
         while not (out / "raw" / "000001.npy").exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -363,7 +368,7 @@ def rerun_after_kill(folder: Path, out: Path) -> dict[str, Any]:
     """After a SIGKILL: rerun without --overwrite (must refuse, changing nothing), then with it
     (must complete, removing the killed run's temporaries)."""
     before = snapshot(out)
-    argv = ["flow", "long.mp4", "-q", "-o", str(out)]
+    argv = ["flow", "long.mp4", "--raw", "npy", "-q", "-o", str(out)]
     refused = subprocess.run([*CLI, *argv], cwd=folder, capture_output=True, text=True, timeout=300)
     untouched = snapshot(out) == before
     again = subprocess.run([*CLI, *argv, "--overwrite"], cwd=folder, capture_output=True, text=True, timeout=600)

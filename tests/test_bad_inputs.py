@@ -170,6 +170,8 @@ def test_sigterm_exits_143_and_removes_its_files(tmp_path, monkeypatch):
     class Result:
         def __init__(self, h, w):
             self.flow = np.zeros((h, w, 2), np.float32)
+            self.occlusion = np.zeros((h, w), bool)
+            self.confidence = np.ones((h, w), np.float32)
 
     def flow(predictor, f0, f1, **kw):
         calls.append(1)

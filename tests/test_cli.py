@@ -231,19 +231,21 @@ def test_flow_on_a_video(capsys, data, tmp_path):
     code, out, err = run(capsys, "flow", data["video"], "--arrows", "--color-max", "3", "--weights", data["weights"],
                          "-o", tmp_path)
     assert code == 0, err
-    raw = sorted((tmp_path / "raw").glob("*.npy"))
-    assert len(raw) == FRAMES - 1
-    flow = np.load(raw[0])
+    assert files(tmp_path) == ["flow.mp4", "flow.npz"]  # raw arrays: one .npz per video by default
+    with np.load(tmp_path / "flow.npz") as z:
+        flow = z["flow_000000"]
+        assert len(z.files) == 3 * (FRAMES - 1) + 1
     assert flow.shape == (H, W, 2) and flow.dtype == np.float32 and np.isfinite(flow).all()
     with open_video(tmp_path / "flow.mp4") as video:
         assert video.num_frames == FRAMES - 1 and video.size[0] >= H and video.size[1] >= 2 * W
-    assert "flow.mp4" in out
+    assert "flow.mp4" in out and "flow.npz" in out
 
 
 @needs["flow"]
 def test_flow_every_gap_size_and_png(capsys, data, tmp_path):
     code, _, err = run(capsys, "flow", data["video"], "--every", "2", "--gap", "2", "--size", "24", "--max-flow", "4",
-                       "--format", "png", "--layout", "single", "--weights", data["weights"], "-o", tmp_path, "-q")
+                       "--format", "png", "--raw", "npy", "--layout", "single", "--weights", data["weights"],
+                       "-o", tmp_path, "-q")
     assert code == 0, err
     assert files(tmp_path) == ["png/000000.png", "png/000002.png", "raw/000000.npy", "raw/000002.npy"]
     assert np.load(tmp_path / "raw/000002.npy").shape == (20, 24, 2)
@@ -266,9 +268,18 @@ def test_flow_on_a_pair_as_flo(capsys, data, tmp_path):
 def test_occlusion_on_a_video(capsys, data, tmp_path):
     code, _, err = run(capsys, "occlusion", data["video"], "--every", "3", "--weights", data["weights"], "-o", tmp_path)
     assert code == 0, err
-    assert files(tmp_path) == ["occlusion.mp4", "raw/000000.npy", "raw/000003.npy"]
-    occ = np.load(tmp_path / "raw/000003.npy")
+    assert files(tmp_path) == ["occlusion.mp4", "occlusion.npz"]
+    with np.load(tmp_path / "occlusion.npz") as z:
+        assert z.files == ["occlusion_000000", "confidence_000000", "occlusion_000003", "confidence_000003",
+                           "frame_index"]
+        occ = z["occlusion_000003"]
+        assert z["frame_index"].tolist() == [[0, 1], [3, 4]]
     assert occ.shape == (H, W) and occ.dtype == bool
+    code, _, err = run(capsys, "occlusion", data["video"], "--every", "3", "--format", "npy",
+                       "--weights", data["weights"], "-o", tmp_path / "npy")
+    assert code == 0, err
+    assert files(tmp_path / "npy") == ["raw/000000.npy", "raw/000003.npy"]
+    assert np.load(tmp_path / "npy/raw/000003.npy").dtype == bool
 
 
 def test_flow_usage_errors(capsys, data, tmp_path):
@@ -283,16 +294,20 @@ def test_flow_usage_errors(capsys, data, tmp_path):
 def test_flow_refuses_before_computing_and_leaves_nothing(capsys, data, tmp_path, monkeypatch):
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "000003.npy").write_bytes(b"old")
+    (tmp_path / "flow.npz").write_bytes(b"old")
     monkeypatch.setattr("cwm.load", lambda *a, **k: pytest.fail("the model was loaded"))
-    code, _, err = run(capsys, "flow", data["video"], "-o", tmp_path)
+    code, _, err = run(capsys, "flow", data["video"], "--raw", "npy", "-o", tmp_path)
     assert code == 2 and "000003.npy" in one_error_line(err)
-    assert files(tmp_path) == ["raw/000003.npy"]
+    code, _, err = run(capsys, "flow", data["video"], "-o", tmp_path)
+    assert code == 2 and "flow.npz" in one_error_line(err)
+    assert files(tmp_path) == ["flow.npz", "raw/000003.npy"]
 
 
 class _FakeFlow:
     def __init__(self, h, w):
         self.flow = np.zeros((h, w, 2), np.float32)
         self.occlusion = np.zeros((h, w), bool)
+        self.confidence = np.ones((h, w), np.float32)
 
 
 def test_ctrl_c_exits_130_and_leaves_no_files(capsys, data, tmp_path, monkeypatch):
@@ -417,8 +432,8 @@ def test_the_cwm_script_end_to_end(data, tmp_path):
     proc = subprocess.run([*_script(), "flow", str(data["video"]), "--every", "3", "--weights", str(data["weights"]),
                            "-o", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert files(tmp_path) == ["flow.mp4", "raw/000000.npy", "raw/000003.npy"]
-    assert str(tmp_path / "flow.mp4") in proc.stdout
+    assert files(tmp_path) == ["flow.mp4", "flow.npz"]
+    assert proc.stdout.split() == [str(tmp_path / "flow.mp4"), str(tmp_path / "flow.npz")]
 
 
 def test_the_cwm_script_user_error(data, tmp_path):

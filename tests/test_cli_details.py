@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cwm.cli.main import main
-from cwm.errors import OutputExistsError
+from cwm.errors import InputError, OutputExistsError
 from test_cli import FRAMES, H, W, data, files, needs, one_error_line, run  # noqa: F401  (data: a fixture)
 
 
@@ -112,3 +112,220 @@ def test_flow_file_writers_refuse_an_existing_file_unless_overwrite(tmp_path, wr
     assert path.read_bytes() == b"mine"
     write(path, np.zeros((2, 3, 2), np.float32), overwrite=True)
     assert path.read_bytes() != b"mine"
+
+
+# ------------------------------------------------------------------ --size never enlarges
+@pytest.mark.parametrize("command", ["flow", "predict", "depth"])
+def test_a_size_larger_than_the_input_is_refused_before_anything(capsys, data, tmp_path, monkeypatch, command):
+    monkeypatch.setattr("cwm.load", lambda *a, **k: pytest.fail("the model was loaded"))
+    out = tmp_path / "o"
+    code, _, err = run(capsys, command, data["video"], "--size", "8000", "-o", out)
+    assert code == 2
+    assert one_error_line(err) == ("cwm: error: --size 8000 is larger than the 48x40 input; --size only shrinks "
+                                   "frames (use --size 48 or less, or leave it out)")
+    assert not out.exists()
+    code, _, err = run(capsys, command, data["f0"], data["f1"], "--size", "49", "-o", out)
+    assert code == 2 and "--size 49 is larger than the 48x40 input" in one_error_line(err)
+    assert not out.exists()
+
+
+def test_a_size_equal_to_the_input_keeps_it(capsys, data, tmp_path, monkeypatch):
+    from test_cli import _FakeFlow
+
+    monkeypatch.setattr("probes.flow.flow", lambda predictor, f0, f1, **kw: _FakeFlow(*f0.shape[:2]))
+    code, _, err = run(capsys, "flow", data["f0"], data["f1"], "--size", "48", "--format", "npy",
+                       "--weights", data["weights"], "-o", tmp_path)
+    assert code == 0, err
+    assert np.load(tmp_path / "flow.npy").shape == (H, W, 2)
+
+
+# ------------------------------------------------------------------ the aspect-ratio note
+NOTE = "cwm: note: 48x40 input is resized to the model's 32x32 (aspect 1.20 -> 1.00); {} is returned at 48x40"
+
+
+def _notes(err: str) -> list[str]:
+    return [line.rsplit("\r", 1)[-1] for line in err.splitlines() if "note:" in line]
+
+
+@pytest.mark.parametrize("command,returned", [("flow", "flow"), ("occlusion", "occlusion"), ("depth", "depth"),
+                                              ("predict", "the prediction")])
+def test_a_squashed_aspect_ratio_is_noted_once(capsys, data, tmp_path, command, returned):
+    code, _, err = run(capsys, command, data["f0"], data["f1"], "--weights", data["weights"], "-o", tmp_path)
+    assert code == 0, err
+    assert _notes(err) == [NOTE.format(returned)]
+    code, _, err = run(capsys, command, data["f0"], data["f1"], "--weights", data["weights"], "-q",
+                       "-o", tmp_path / "quiet")
+    assert code == 0 and _notes(err) == []  # --quiet: only the paths written
+
+
+def test_the_note_names_the_size_the_model_sees_and_only_when_squashed(capsys, data, tmp_path, monkeypatch):
+    from test_cli import _FakeFlow
+
+    from cwm.io import write_image
+
+    monkeypatch.setattr("probes.flow.flow", lambda predictor, f0, f1, **kw: _FakeFlow(*f0.shape[:2]))
+    args = ["--weights", data["weights"], "--format", "raw"]
+    code, _, err = run(capsys, "flow", data["video"], "--size", "24", *args, "-o", tmp_path / "a")
+    assert code == 0 and _notes(err) == ["cwm: note: 24x20 input is resized to the model's 32x32 (aspect 1.20 "
+                                         "-> 1.00); flow is returned at 24x20"]
+    square = np.zeros((40, 40, 3), np.uint8)
+    write_image(tmp_path / "s0.png", square)
+    write_image(tmp_path / "s1.png", square)
+    code, _, err = run(capsys, "flow", tmp_path / "s0.png", tmp_path / "s1.png", *args, "-o", tmp_path / "b")
+    assert code == 0 and _notes(err) == []
+
+
+def test_note_aspect_tolerance():
+    import argparse
+
+    from cwm.cli.common import note_aspect
+
+    class Model:
+        size = (64, 64)
+
+    quiet = argparse.Namespace(quiet=True)
+    assert note_aspect(quiet, Model(), (200, 201), "flow") is None  # 0.5%: within the tolerance (1%)
+    assert note_aspect(quiet, Model(), (100, 102), "flow").startswith("cwm: note: 102x100 input")
+    assert note_aspect(quiet, Model(), (576, 768, 3), "flow") == (
+        "cwm: note: 768x576 input is resized to the model's 64x64 (aspect 1.33 -> 1.00); flow is returned at 768x576")
+
+
+# ------------------------------------------------------------------ cwm depth --max-flow
+def test_depth_max_flow_reaches_the_flow_probe(capsys, data, tmp_path, monkeypatch):
+    import probes.flow
+
+    seen = []
+    real = probes.flow.flow
+
+    def spy(predictor, f0, f1, **options):
+        seen.append(options)
+        return real(predictor, f0, f1, **options)
+
+    monkeypatch.setattr(probes.flow, "flow", spy)
+    code, _, err = run(capsys, "depth", data["f0"], data["f1"], "--stereo", "--max-flow", "7.5",
+                       "--weights", data["weights"], "-o", tmp_path)
+    assert code == 0, err
+    assert seen == [{"max_flow": 7.5}]
+    code, _, err = run(capsys, "depth", data["f0"], data["f1"], "--weights", data["weights"], "-o", tmp_path / "d")
+    assert code == 0 and seen[-1] == {}
+    code, _, err = run(capsys, "depth", data["f0"], data["f1"], "--max-flow", "0", "-o", tmp_path / "x")
+    assert code == 2 and "--max-flow: expected a positive number, got '0'" in one_error_line(err)
+
+
+def test_depth_and_flow_document_max_flow_alike(capsys):
+    helps = {}
+    for command in ("flow", "depth"):
+        code, out, _ = run(capsys, command, "--help")
+        helps[command] = " ".join(out.split()).split("--max-flow PX ", 1)[1].split("run faster", 1)[0]
+    assert helps["depth"] == helps["flow"] and helps["flow"].startswith("largest motion searched, in input pixels")
+
+
+# ------------------------------------------------------------------ raw arrays: one .npz per video
+def test_flow_npz_round_trip_matches_per_pair_npy(capsys, data, tmp_path):
+    from cwm.npz import load_stacked
+
+    args = ["flow", data["video"], "--every", "2", "--format", "raw", "--weights", data["weights"], "-q"]
+    code, out, err = run(capsys, *args, "-o", tmp_path / "z")
+    assert code == 0, err
+    assert files(tmp_path / "z") == ["flow.npz"] and out.strip() == str(tmp_path / "z" / "flow.npz")
+    starts = list(range(0, FRAMES - 1, 2))
+    with np.load(tmp_path / "z" / "flow.npz") as z:  # np.load reads it; members as documented
+        assert z.files == [f"{a}_{t:06d}" for t in starts for a in ("flow", "occlusion", "confidence")] + ["frame_index"]
+        assert z["frame_index"].dtype == np.int64 and z["frame_index"].tolist() == [[t, t + 1] for t in starts]
+    stacked = load_stacked(tmp_path / "z" / "flow.npz")
+    assert sorted(stacked) == ["confidence", "flow", "frame_index", "occlusion"]
+    n = len(starts)
+    assert stacked["flow"].shape == (n, H, W, 2) and stacked["flow"].dtype == np.float32
+    assert stacked["occlusion"].shape == (n, H, W) and stacked["occlusion"].dtype == bool
+    assert stacked["confidence"].shape == (n, H, W) and stacked["confidence"].dtype == np.float32
+    code, _, err = run(capsys, *args, "--raw", "npy", "-o", tmp_path / "y")
+    assert code == 0, err
+    assert files(tmp_path / "y") == [f"raw/{t:06d}.npy" for t in starts]
+    for i, t in enumerate(starts):
+        np.testing.assert_array_equal(stacked["flow"][i], np.load(tmp_path / "y" / f"raw/{t:06d}.npy"))
+
+
+def test_float16_halves_the_raw_arrays(capsys, data, tmp_path):
+    from cwm.npz import load_stacked
+
+    args = ["flow", data["video"], "--every", "2", "--format", "raw", "--weights", data["weights"], "-q"]
+    assert run(capsys, *args, "-o", tmp_path / "a")[0] == 0
+    assert run(capsys, *args, "--float16", "-o", tmp_path / "b")[0] == 0
+    full, half = load_stacked(tmp_path / "a" / "flow.npz"), load_stacked(tmp_path / "b" / "flow.npz")
+    assert half["flow"].dtype == np.float16 and half["confidence"].dtype == np.float16
+    assert half["occlusion"].dtype == bool
+    np.testing.assert_array_equal(half["flow"], full["flow"].astype(np.float16))
+    assert run(capsys, *args, "--float16", "--raw", "npy", "-o", tmp_path / "c")[0] == 0
+    assert np.load(tmp_path / "c" / "raw/000000.npy").dtype == np.float16
+
+
+def test_two_images_with_raw_npz(capsys, data, tmp_path):
+    code, _, err = run(capsys, "flow", data["f0"], data["f1"], "--raw", "npz", "--weights", data["weights"],
+                       "-o", tmp_path)
+    assert code == 0, err
+    assert files(tmp_path) == ["flow.npz", "flow.png"]
+    with np.load(tmp_path / "flow.npz") as z:
+        assert z.files == ["flow_000000", "occlusion_000000", "confidence_000000", "frame_index"]
+        assert z["frame_index"].tolist() == [[0, 1]] and z["flow_000000"].shape == (H, W, 2)
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--format", "flo", "--raw", "npz"], "--format flo writes Middlebury .flo files (float32); --raw applies"),
+    (["--format", "flo", "--float16"], "--float16 applies to npz/npy raw arrays"),
+    (["--format", "npy", "--raw", "npz"], "for raw arrays only, in one .npz, use --format raw"),
+])
+def test_raw_usage_errors(capsys, data, tmp_path, flags, words):
+    code, _, err = run(capsys, "flow", data["video"], *flags, "-o", tmp_path)
+    assert code == 2 and words in one_error_line(err)
+    assert files(tmp_path) == []
+
+
+def test_npz_writer_streams_with_flat_memory(tmp_path):
+    """Thirty 2 MiB arrays (60 MiB) go in while only a few are in memory; np.savez_compressed
+    would hold them all."""
+    import tracemalloc
+
+    from cwm.npz import npz_writer
+
+    tracemalloc.start()
+    try:
+        with npz_writer(tmp_path / "a.npz") as add:
+            for i in range(30):
+                add(f"x_{i:06d}", np.full(2 ** 18, float(i)))  # float64: 2 MiB
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 * 2 ** 20, peak / 2 ** 20
+    with np.load(tmp_path / "a.npz") as z:
+        assert len(z.files) == 30 and z["x_000029"].shape == (2 ** 18,)
+        np.testing.assert_array_equal(z["x_000007"], np.full(2 ** 18, 7.0))
+    assert (tmp_path / "a.npz").stat().st_size < 2 ** 20  # compressed
+
+
+def test_npz_writer_is_atomic_and_refuses_bad_names(tmp_path):
+    from cwm.errors import ConfigError
+    from cwm.npz import load_stacked, npz_writer
+
+    with pytest.raises(KeyboardInterrupt):
+        with npz_writer(tmp_path / "a.npz") as add:
+            add("flow_000000", np.zeros(3))
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a temporary
+    for bad in ("", "a/b", "x x"):
+        with pytest.raises(ConfigError, match="not allowed"), npz_writer(tmp_path / "b.npz") as add:
+            add(bad, np.zeros(1))
+    with pytest.raises(ConfigError, match="repeated"), npz_writer(tmp_path / "b.npz") as add:
+        add("a", np.zeros(1))
+        add("a", np.zeros(1))
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "old.npz").write_bytes(b"mine")
+    with pytest.raises(OutputExistsError, match="pass overwrite=True"), npz_writer(tmp_path / "old.npz"):
+        pass
+    assert (tmp_path / "old.npz").read_bytes() == b"mine"
+    with npz_writer(tmp_path / "c.npz") as add:
+        add("flow_000003", np.ones((2, 2)))
+        add("frame_index", np.array([[3, 4], [5, 6]]))
+    with pytest.raises(InputError, match="pair 5 has no flow member"):
+        load_stacked(tmp_path / "c.npz")
+    with pytest.raises(InputError, match="cannot read"):
+        load_stacked(tmp_path / "old.npz")

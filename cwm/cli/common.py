@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from cwm.cli.outputs import Outputs, run_outputs  # noqa: F401  (re-exported for the subcommands)
 from cwm.errors import InputError
 
 #: Where outputs go when ``-o`` is not given: ``cwm_out/<input stem>_<command>/``.
@@ -169,26 +170,70 @@ def default_out(inputs: Sequence[str | os.PathLike], command: str) -> Path:
     return DEFAULT_OUT_ROOT / f"{Path(inputs[0]).stem}_{command}"
 
 
+def check_size(size: int | None, shape: Sequence[int]) -> None:
+    """Refuse a ``--size`` larger than the input's longer side (``shape`` = ``(H, W, ...)``).
+
+    cwm never enlarges frames: upscaling adds no detail to the model's view and multiplies the
+    size of every output (``--size 8000`` on a 176x144 clip would write 419 MB per raw file).
+    """
+    h, w = shape[:2]
+    if size is not None and size > max(h, w):
+        raise InputError(f"--size {size} is larger than the {w}x{h} input; --size only shrinks frames "
+                         f"(use --size {max(h, w)} or less, or leave it out)")
+
+
+def fitted(shape: Sequence[int], size: int | None) -> tuple[int, int]:
+    """``(H, W)`` of a ``shape = (H, W, ...)`` frame after :func:`fit_size` with ``size``."""
+    h, w = shape[:2]
+    if size is None or max(h, w) == size:
+        return h, w
+    s = size / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
 def fit_size(image: np.ndarray, size: int | None) -> np.ndarray:
-    """Resize ``image`` so its longer side is ``size`` pixels (aspect kept); None keeps it.
+    """Shrink ``image`` so its longer side is ``size`` pixels (aspect kept); None keeps it.
 
     Raises:
-        InputError: the result would have more pixels than PIL's decompression-bomb limit
-            (``PIL.Image.MAX_IMAGE_PIXELS``), the most cwm reads from a file.
+        InputError: ``size`` is larger than the longer side (see :func:`check_size`).
     """
-    if size is None or max(image.shape[:2]) == size:
+    check_size(size, image.shape)
+    h, w = fitted(image.shape, size)
+    if (h, w) == image.shape[:2]:
         return image
     import cv2
-    from PIL import Image
 
-    h, w = image.shape[:2]
-    s = size / max(h, w)
-    new = (max(1, round(w * s)), max(1, round(h * s)))
-    if Image.MAX_IMAGE_PIXELS and new[0] * new[1] > Image.MAX_IMAGE_PIXELS:
-        raise InputError(f"--size {size} would enlarge {w}x{h} frames to {new[0]}x{new[1]}, more than "
-                         f"the {Image.MAX_IMAGE_PIXELS} pixels cwm reads from a file")
-    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
-    return cv2.resize(image, new, interpolation=interp)
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+
+
+#: Relative difference of aspect ratios (input vs model) below which no note is printed.
+ASPECT_TOLERANCE = 0.01
+
+
+def note_aspect(args: argparse.Namespace, predictor, shape: Sequence[int], returned: str) -> str | None:
+    """Say on stderr (unless ``--quiet``) that the model squashed an input of another aspect ratio.
+
+    Called once a command has succeeded (so a failing run still prints one error line).
+
+    The probes resize every input to the model's grid (``predictor.size``), so a 768x576 frame is
+    seen squashed to 64x64; results come back at the input's size. Returns the line (None when
+    the aspect ratios agree within :data:`ASPECT_TOLERANCE`). This note lives here alone: drop it
+    and its calls once the probes keep the input's aspect ratio.
+
+    Args:
+        shape: ``(H, W, ...)`` of the frames given to the model.
+        returned: what the command returns at the input's size ("flow", "depth", ...).
+    """
+    h, w = shape[:2]
+    mh, mw = predictor.size
+    aspect, model = w / h, mw / mh
+    if abs(aspect / model - 1) <= ASPECT_TOLERANCE:
+        return None
+    line = (f"cwm: note: {w}x{h} input is resized to the model's {mw}x{mh} (aspect {aspect:.2f} -> "
+            f"{model:.2f}); {returned} is returned at {w}x{h}")
+    if not getattr(args, "quiet", False):
+        print(line, file=sys.stderr)
+    return line
 
 
 def add_pair_arguments(p: argparse.ArgumentParser, help: str) -> None:
@@ -197,7 +242,7 @@ def add_pair_arguments(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--gap", type=positive_int, default=None, metavar="K",
                    help="video: use frames 0 and K (default 1)")
     p.add_argument("--size", type=positive_int, default=None, metavar="S",
-                   help="resize frames so the longer side is S pixels")
+                   help="shrink frames so the longer side is S pixels (never enlarges: a larger S is refused)")
 
 
 def load_pair(args: argparse.Namespace, command: str) -> tuple[np.ndarray, np.ndarray]:
@@ -209,7 +254,8 @@ def load_pair(args: argparse.Namespace, command: str) -> tuple[np.ndarray, np.nd
     if len(args.inputs) == 2 and args.gap:
         raise UsageError(f"{command}: --gap applies to a video input, not to two images")
     # --size shrinks images while decoding (a huge photo never sits in memory as a full RGB
-    # array); fit_size then only enlarges small images or resizes video frames.
+    # array); fit_size then shrinks video frames. An image smaller than --size comes back at its
+    # own size, which check_size refuses (naming it).
     f0, f1 = load_frame_pair(*args.inputs, gap=args.gap or 1, max_side=args.size)
     return fit_size(f0, args.size), fit_size(f1, args.size)
 
@@ -229,136 +275,3 @@ def progress(total: int, desc: str, quiet: bool):
     return tqdm(total=total, desc=desc, unit="pair", file=sys.stderr, disable=quiet,
                 dynamic_ncols=True, leave=False)
 
-
-# ----------------------------------------------------------------------------------- outputs
-class Outputs:
-    """All the files one command writes: checked up front, written atomically, rolled back.
-
-    Every path is declared with :meth:`plan` before any computation, and :meth:`check` refuses
-    (without ``overwrite``) if any exists, so a refusal leaves nothing behind. Each file is
-    written through :func:`cwm.atomic.atomic_write`. If the command fails or is interrupted
-    (Ctrl-C), the files this run created are removed again, so an output folder holds either a
-    complete result or none (files that existed before, replaced under ``--overwrite``, stay).
-    """
-
-    def __init__(self, folder: Path, overwrite: bool):
-        self.folder, self.overwrite = Path(folder), overwrite
-        self.planned: list[Path] = []
-        self.patterns: list[str] = []  # outputs whose count is known only later, e.g. "mask_*.png"
-        self.written: list[Path] = []  # in order, this run
-        self.created: list[Path] = []  # the subset that did not exist before (rolled back on failure)
-        self._preexisting: set[Path] = set()
-        self._new_dirs: set[Path] = set()  # folders this run may create (removed again if left empty)
-
-    def plan(self, *names: str | os.PathLike) -> list[Path]:
-        paths = [self.folder / n for n in names]
-        self.planned.extend(paths)
-        return paths
-
-    def plan_pattern(self, pattern: str) -> None:
-        """Declare outputs named by a glob ``pattern`` whose number is known only after computing."""
-        self.patterns.append(pattern)
-
-    def check(self) -> None:
-        """Raise InputError if a planned file exists (without overwrite) or is a folder."""
-        if self.folder.exists() and not self.folder.is_dir():
-            raise InputError(f"cannot write into '{self.folder}': it is a file, not a folder")
-        for p in self.planned:
-            if p.is_dir():
-                raise InputError(f"cannot write '{p}': it is a folder")
-        existing = [p for p in self.planned if p.exists()]
-        if self.folder.is_dir():
-            existing += sorted(p for pat in self.patterns for p in self.folder.glob(pat))
-        if existing and not self.overwrite:
-            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-            raise InputError(f"output '{existing[0]}'{more} already exists; pass --overwrite "
-                             "to replace, or choose another folder with -o")
-        self._preexisting = set(existing)
-        dirs = {self.folder, *(p.parent for p in self.planned)}
-        self._new_dirs = {a for d in dirs for a in (d, *d.parents) if not a.exists()}
-        from cwm.atomic import stale_temp_files
-
-        for p in self.planned:  # leftovers of a run that was killed (SIGKILL) before renaming
-            for tmp in stale_temp_files(p):
-                tmp.unlink(missing_ok=True)
-
-    def path(self, name: str) -> Path:
-        """A path under the folder for a :meth:`plan_pattern` output (checked by :meth:`check`)."""
-        return self.folder / name
-
-    def _write(self, path: Path, write: Callable[[], Any]) -> Path:
-        """Run ``write()`` (an atomic writer of ``path``) and record ``path`` as written.
-
-        An interrupt can land after the writer renamed the file into place but before it
-        returned; a file that was not there at :meth:`check` and is there now is then this run's,
-        so it is recorded for :meth:`rollback` all the same.
-        """
-        fresh = path not in self._preexisting
-        try:
-            write()
-        except KeyboardInterrupt:
-            if fresh and path.exists() and path not in self.created:
-                self.created.append(path)
-            raise
-        if fresh:
-            self.created.append(path)
-        self.written.append(path)
-        return path
-
-    def image(self, path: Path, img: np.ndarray) -> Path:
-        from cwm.io import write_image
-
-        return self._write(path, lambda: write_image(path, img, overwrite=self.overwrite))
-
-    def array(self, path: Path, arr: np.ndarray) -> Path:
-        """``.npy`` (any array) or ``.flo`` (a flow ``[H, W, 2]``, Middlebury format)."""
-        from cwm.atomic import atomic_write
-        from cwm.flowio import write_flo
-
-        def write() -> None:
-            if path.suffix == ".flo":
-                write_flo(path, arr, overwrite=self.overwrite)
-                return
-            with atomic_write(path, overwrite=self.overwrite) as tmp:
-                np.save(tmp, arr)
-
-        return self._write(path, write)
-
-    def video(self, path: Path, frames: Iterable[np.ndarray], fps: float) -> Path:
-        from cwm.io import write_video
-
-        return self._write(path, lambda: write_video(path, frames, fps=fps, overwrite=self.overwrite))
-
-    def rollback(self) -> None:
-        for p in reversed(self.created):
-            try:
-                p.unlink()
-            except OSError:
-                pass
-        for d in sorted(self._new_dirs, key=lambda d: -len(d.parts)):
-            try:
-                d.rmdir()  # only if empty
-            except OSError:
-                pass
-        self.created.clear()
-        self.written.clear()
-
-    def report(self, per_folder: int = 3) -> None:
-        """Print the paths written (stdout): single files, and folders of per-pair files summarised."""
-        groups: dict[Path, list[Path]] = {}
-        for p in self.written:
-            groups.setdefault(p.parent, []).append(p)
-        for folder, paths in sorted(groups.items(), key=lambda kv: (kv[0] != self.folder, str(kv[0]))):
-            if len(paths) <= per_folder:
-                print(*paths, sep="\n")
-            else:
-                print(f"{folder}{os.sep} ({len(paths)} files: {paths[0].name} ... {paths[-1].name})")
-
-
-def run_outputs(outputs: Outputs, body: Callable[[], Any]) -> Any:
-    """Run ``body`` (which writes through ``outputs``); on any failure roll back, then re-raise."""
-    try:
-        return body()
-    except BaseException:
-        outputs.rollback()
-        raise

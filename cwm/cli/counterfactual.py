@@ -11,7 +11,7 @@ import argparse
 import numpy as np
 
 from cwm.cli.common import (Outputs, add_command, add_output_options, check_inside, default_out,
-                            load_predictor, parse_move, parse_point, run_outputs)
+                            load_predictor, note_aspect, parse_move, parse_point, run_outputs)
 
 EXAMPLES = """\
 cwm counterfactual demos/assets/still.png --move 45,86,12,0
@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
                                                  ["moves", "prediction", "change"]))
 
     run_outputs(outputs, body)
+    note_aspect(args, predictor, image.shape, "the prediction")
     outputs.report()
     return 0
 

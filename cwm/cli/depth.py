@@ -6,7 +6,8 @@ import argparse
 import numpy as np
 
 from cwm.cli.common import (Outputs, UsageError, add_command, add_output_options, add_pair_arguments,
-                            default_out, load_pair, load_predictor, run_outputs)
+                            default_out, load_pair, load_predictor, note_aspect, run_outputs)
+from cwm.cli.flow import add_max_flow
 
 #: probes.depth.MOTIONS, repeated so that building the parser does not import torch (a test checks).
 MOTIONS = ("homography", "affine", "similarity", "none")
@@ -16,6 +17,7 @@ cwm depth demos/assets/stereo_left.png demos/assets/stereo_right.png --stereo
 cwm depth demos/assets/sample.mp4 --gap 2                    # frames 0 and 2 of a video
 cwm depth frame0.png frame1.png --motion none                # a camera that only translates
 cwm depth frame0.png frame1.png --cmap magma -o out/
+cwm depth left.png right.png --stereo --max-flow 40          # disparities up to 40 px
 """
 
 
@@ -31,6 +33,7 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--motion", choices=MOTIONS, default=None,
                    help="without --stereo: the dominant (camera) motion removed before reading parallax "
                         "(default homography; none keeps the full flow, exact for a purely translating camera)")
+    add_max_flow(p.add_argument_group("probe"))
     p.add_argument("--cmap", default="turbo", choices=("turbo", "magma", "inferno", "viridis", "plasma", "jet"),
                    help="colour map of depth.png (default turbo)")
     add_output_options(p)
@@ -48,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
     predictor = load_predictor(args)
     options = {"motion": args.motion} if args.motion else {}
+    if args.max_flow is not None:
+        options["flow_options"] = {"max_flow": args.max_flow}
     result = depth(predictor, f0, f1, stereo=args.stereo, **options)
 
     def body() -> None:
@@ -55,5 +60,6 @@ def run(args: argparse.Namespace) -> int:
         outputs.array(npy_path, np.asarray(result.inverse_depth, dtype=np.float32))
 
     run_outputs(outputs, body)
+    note_aspect(args, predictor, f0.shape, "depth")
     outputs.report()
     return 0

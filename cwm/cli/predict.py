@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from cwm.cli.common import (Outputs, add_command, add_output_options, add_pair_arguments, default_out,
-                            load_pair, load_predictor, run_outputs, unit_fraction)
+                            load_pair, load_predictor, note_aspect, run_outputs, unit_fraction)
 
 EXAMPLES = """\
 cwm predict frame0.png frame1.png                      # 1% of frame-1 patches revealed
@@ -48,5 +48,6 @@ def run(args: argparse.Namespace) -> int:
         outputs.image(cmp_path, side_by_side([f0, shown, pred], ["frame 0", "frame 1", "prediction"]))
 
     run_outputs(outputs, body)
+    note_aspect(args, predictor, f0.shape, "the prediction")
     outputs.report()
     return 0

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from cwm.cli.common import (Outputs, UsageError, add_command, add_output_options, check_inside,
-                            default_out, load_predictor, parse_point, positive_int, run_outputs)
+                            default_out, load_predictor, note_aspect, parse_point, positive_int, run_outputs)
 
 EXAMPLES = """\
 cwm segment demos/assets/still.png --point 45,86             # the object under (45, 86)
@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         outputs.image(overlay_path, result.visualize())
 
     run_outputs(outputs, body)
+    note_aspect(args, predictor, image.shape, "each mask")
     outputs.report()
     if not len(masks):
         print("cwm: warning: no segment found", file=sys.stderr)
