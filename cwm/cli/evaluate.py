@@ -3,7 +3,8 @@
 A thin layer over :func:`cwm.evaluation.run_benchmark` (the same harness as
 ``benchmarks/accuracy.py``), with the loaded model's probes added as methods named ``cwm``.
 ``cwm eval tapvid --data FILE`` scores point tracking by the TAP-Vid protocol instead
-(:mod:`cwm.cli.evaluate_tapvid`).
+(:mod:`cwm.cli.evaluate_tapvid`), ``cwm eval spelke --data FILE`` segments on SpelkeBench
+(:mod:`cwm.cli.evaluate_spelke`).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ cwm eval --quick                         # 20 scenes, the embedded model against
 cwm eval --weights runs/tiny/export --out accuracy.json
 cwm eval --baselines-only --quick        # the baselines alone
 cwm eval tapvid --data tapvid_davis.pkl --out report.json   # point tracking, TAP-Vid protocol
+cwm eval spelke --data spelke_bench.h5 --out spelke.json    # Spelke segments, SpelkeBench
 """
 PROBES = ("flow", "occlusion", "depth")
 
@@ -37,10 +39,11 @@ def register(sub) -> argparse.ArgumentParser:
     m = p.add_argument_group("model")
     m.add_argument("--weights", default="default", metavar="W", help="weights to score (default: the embedded model)")
     m.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if available)")
-    from cwm.cli import evaluate_tapvid
+    from cwm.cli import evaluate_spelke, evaluate_tapvid
 
     suites = p.add_subparsers(dest="suite", metavar="SUITE", parser_class=type(p))
     evaluate_tapvid.register(suites)
+    evaluate_spelke.register(suites)
     return p
 
 
@@ -49,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
         from cwm.cli import evaluate_tapvid
 
         return evaluate_tapvid.run(args)
+    if getattr(args, "suite", None) == "spelke":
+        from cwm.cli import evaluate_spelke
+
+        return evaluate_spelke.run(args)
     from cwm.atomic import atomic_write
     from cwm.cli.common import load_predictor
     from cwm.errors import InputError
