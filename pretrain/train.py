@@ -28,6 +28,7 @@ from pretrain import checkpointing as ckpts
 from pretrain.config import PretrainConfig, cosine_factor, lr_for, save_yaml
 from pretrain.data import build_data, eval_batch
 from pretrain.evaluate import Evaluator, Meter
+from pretrain.launch import single_process_warning
 from pretrain.objective import masked_mse, masked_targets, mask_from_noise, step_ratio, to_model_input
 
 #: Steps left out of the throughput figures (worker start-up, first allocations).
@@ -75,6 +76,8 @@ def _accelerator(cfg: PretrainConfig):
     # told it is on CPU; without this every process would silently train alone.
     launched = os.environ.get("LOCAL_RANK") is not None
     cpu = t.cpu or (launched and not _has_accelerator())
+    if (warning := single_process_warning()) is not None:  # `accelerate launch --cpu --num_processes 2`
+        print(warning, file=sys.stderr, flush=True)
     return Accelerator(cpu=cpu, mixed_precision=resolve_precision(t.mixed_precision, cpu),
                        gradient_accumulation_steps=t.grad_accum, log_with=t.log_with,
                        project_dir=str(t.output_dir), step_scheduler_with_optimizer=False)
