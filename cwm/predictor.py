@@ -178,7 +178,7 @@ class CWMPredictor:
         return track(self, frame0, frame1, points, **options)
 
     def track_video(self, frames, queries, mode: str = "chained", gap: int = 5,
-                    backward: bool = True, progress=None, **options):
+                    backward: bool = True, redetect: int = 4, progress=None, **options):
         """Track points through a whole video -> ``VideoTrackResult`` (``.tracks [N, T, 2]``
         ``(x, y)`` and ``.occluded [N, T]`` bool, in the video's pixels).
 
@@ -189,12 +189,13 @@ class CWMPredictor:
             mode: ``"direct"`` (each frame from the query frame), ``"chained"`` (frame to frame)
                 or ``"cfg"`` (a constant ``gap`` of frames, chained); see :mod:`probes.tracking`.
             backward: also track into frames before each query frame.
+            redetect: chained/cfg: look for lost points again every this many frames.
             **options: probe options of :func:`probes.flow.track` for each frame pair.
         """
         from probes.tracking import probe_pair_tracker, track_video
 
         return track_video(probe_pair_tracker(self, **options), frames, queries, mode=mode, gap=gap,
-                           backward=backward, progress=progress)
+                           backward=backward, redetect=redetect, progress=progress)
 
     def segment(self, image, points=None, **kw):
         """Spelke segments of one image -> ``SegmentResult`` (``.masks [N, H, W]`` bool): one per

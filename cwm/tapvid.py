@@ -160,23 +160,23 @@ def zero_method(frames: np.ndarray, queries: np.ndarray, backward: bool) -> tupl
     return tracks, np.zeros(tracks.shape[:2], bool)
 
 
-def pair_method(pair, mode: str, gap: int = 5) -> Method:
+def pair_method(pair, mode: str, gap: int = 5, redetect: int = 4) -> Method:
     """A :data:`Method` from a pair tracker composed by :func:`probes.tracking.track_video`."""
     def method(frames, queries, backward):
         from probes.tracking import track_video
 
-        result = track_video(pair, frames, queries, mode=mode, gap=gap, backward=backward)
+        result = track_video(pair, frames, queries, mode=mode, gap=gap, backward=backward, redetect=redetect)
         return result.tracks.astype(np.float64), result.occluded
 
     return method
 
 
-def baseline_methods() -> dict[str, Method]:
+def baseline_methods(redetect: int = 4) -> dict[str, Method]:
     """``zero``, ``dis_chained`` and ``dis_direct``."""
     from probes.pair_trackers import flow_pair_tracker
 
     dis = flow_pair_tracker()
-    return {"zero": zero_method, "dis_chained": pair_method(dis, "chained"),
+    return {"zero": zero_method, "dis_chained": pair_method(dis, "chained", redetect=redetect),
             "dis_direct": pair_method(dis, "direct")}
 
 

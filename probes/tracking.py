@@ -14,11 +14,12 @@ one of three modes:
   frames in between are read directly from the last anchor (``g = 1`` is ``chained``).
 
 Occlusion in ``chained`` and ``cfg``: a point found occluded at an anchor frame loses its anchor
-(its position there is a guess). From then on, each frame (i) tries to re-detect it directly from
-its query frame and query point -- if the pair tracker sees it, it is visible there and that
-becomes its new anchor; (ii) otherwise it stays occluded and moves with its neighbourhood: the
-median displacement, over that step, of the :data:`NEIGHBOURS` nearest points still tracked
-(it stays put when there are none). In ``direct`` mode every frame is independent.
+(its position there is a guess). From then on it stays occluded and moves with its neighbourhood:
+the median displacement, over each step, of the :data:`NEIGHBOURS` nearest points still tracked
+(it stays put when there are none). Every ``redetect`` frames (counted from its query frame; 1:
+every frame) the pair tracker also looks for it directly from its query frame and query point;
+if it is seen, it is visible there and that becomes its new anchor. In ``direct`` mode every frame
+is independent.
 
 Queries may sit at any frame; frames after it are tracked forwards and (``backward=True``) frames
 before it backwards, by the same rules in reverse time. Frames are read one at a time from a
@@ -40,6 +41,9 @@ MODES = ("direct", "chained", "cfg")
 DEFAULT_GAP = 5
 #: Tracked points whose median step moves an occluded, not re-detected point.
 NEIGHBOURS = 8
+#: Frames between attempts to re-detect a lost point from its query (each costs a pair call per
+#: query frame among the lost points).
+DEFAULT_REDETECT = 4
 PairTracker = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -129,7 +133,7 @@ def _neighbour_steps(start: np.ndarray, ref_start: np.ndarray, ref_step: np.ndar
 
 
 def _sweep(pair: PairTracker, frames, order: list[int], tq: np.ndarray, qxy: np.ndarray,
-           gap: int | None, tracks: np.ndarray, occluded: np.ndarray,
+           gap: int | None, redetect: int, tracks: np.ndarray, occluded: np.ndarray,
            progress: Callable[[], None] | None) -> None:
     """Visit ``order`` (ascending: forwards; descending: backwards), filling ``tracks`` and
     ``occluded`` of every query met before; ``gap`` None is direct mode."""
@@ -156,8 +160,9 @@ def _sweep(pair: PairTracker, frames, order: list[int], tq: np.ndarray, qxy: np.
             lost = np.flatnonzero(active & ~reliable)
             if len(lost):
                 found = np.zeros(n, bool)
-                for a in np.unique(tq[lost]):          # re-detect from the query itself
-                    idx = lost[tq[lost] == a]
+                due = lost[np.abs(t - tq[lost]) % redetect == 0]
+                for a in np.unique(tq[due]):           # re-detect from the query itself
+                    idx = due[tq[due] == a]
                     moved, seen = ask(int(a), t, idx, qxy[idx])
                     new[idx[seen]], found[idx[seen]] = moved[seen], True
                 ref = np.flatnonzero(tracked & vis)
@@ -175,7 +180,8 @@ def _sweep(pair: PairTracker, frames, order: list[int], tq: np.ndarray, qxy: np.
 
 
 def track_video(pair: PairTracker, frames, queries, mode: str = "chained", gap: int = DEFAULT_GAP,
-                backward: bool = True, progress: Callable[[], None] | None = None) -> VideoTrackResult:
+                backward: bool = True, redetect: int = DEFAULT_REDETECT,
+                progress: Callable[[], None] | None = None) -> VideoTrackResult:
     """Track query points through a video with a pair tracker (see the module docstring).
 
     Args:
@@ -186,6 +192,7 @@ def track_video(pair: PairTracker, frames, queries, mode: str = "chained", gap: 
         mode: ``"direct"``, ``"chained"`` or ``"cfg"``; ``gap``: the frame gap of ``cfg``.
         backward: also track into the frames before each query frame (else those frames report
             the query point, occluded: the TAP-Vid "first" convention).
+        redetect: ``chained``/``cfg``: try to re-detect lost points every this many frames.
         progress: called once per frame visited (``T`` or ``2T`` calls).
     Returns:
         :class:`VideoTrackResult` with ``tracks [N, T, 2]`` and ``occluded [N, T]``.
@@ -196,6 +203,8 @@ def track_video(pair: PairTracker, frames, queries, mode: str = "chained", gap: 
         raise ConfigError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
     if mode == "cfg" and (int(gap) != gap or gap < 1):
         raise ConfigError(f"gap must be an integer >= 1 (got {gap!r})")
+    if int(redetect) != redetect or redetect < 1:
+        raise ConfigError(f"redetect must be an integer >= 1 (got {redetect!r})")
     step = {"direct": None, "chained": 1, "cfg": int(gap)}[mode]
     owned = not isinstance(frames, FrameSource)
     source = open_frames(frames, window=(step or 1) + 2)
@@ -207,9 +216,8 @@ def track_video(pair: PairTracker, frames, queries, mode: str = "chained", gap: 
         tracks = np.repeat(qxy[:, None], count, axis=1)
         occluded = np.ones((n, count), bool)
         occluded[np.arange(n), tq] = False
-        _sweep(pair, source, list(range(count)), tq, qxy, step, tracks, occluded, progress)
-        if backward:
-            _sweep(pair, source, list(range(count - 1, -1, -1)), tq, qxy, step, tracks, occluded, progress)
+        for order in ([range(count)] + ([range(count - 1, -1, -1)] if backward else [])):
+            _sweep(pair, source, list(order), tq, qxy, step, int(redetect), tracks, occluded, progress)
     finally:
         if owned:
             source.close()

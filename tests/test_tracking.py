@@ -18,9 +18,10 @@ def offsets(steps=STEPS):
     return np.cumsum(steps, axis=0)                          # frame t is frame 0 moved by d_t
 
 
-def oracle_video(steps=STEPS):
+def oracle_video(steps=STEPS, occluders=None, max_flow=24):
     """Distinct frames (one texture each) and a pair tracker that knows the motion between any
-    two of them: the CWM probe (probes.flow.track) run on a WarpOracle of that translation."""
+    two of them: the CWM probe (probes.flow.track) run on a WarpOracle of that translation.
+    ``occluders``: {frame: bool [H, W]} pixels of that frame covered by something else."""
     frames = np.stack([texture(SIZE, seed=t) for t in range(len(steps))])
     index = {f.tobytes(): t for t, f in enumerate(frames)}
     d = offsets(steps)
@@ -30,8 +31,8 @@ def oracle_video(steps=STEPS):
         a, b = index[frame_a.tobytes()], index[frame_b.tobytes()]
         calls.append((a, b, len(points)))
         shift = d[b] - d[a]
-        oracle = WarpOracle(np.tile(-shift, (*SIZE, 1)))
-        result = track(oracle, frame_a, frame_b, np.clip(points, 0, 63), max_flow=24)
+        oracle = WarpOracle(np.tile(-shift, (*SIZE, 1)), (occluders or {}).get(b))
+        result = track(oracle, frame_a, frame_b, np.clip(points, 0, 63), max_flow=max_flow)
         return result.tracks, result.visible
 
     return frames, pair, calls
@@ -75,6 +76,27 @@ def test_points_leaving_the_frame_are_occluded_then_move_with_their_neighbours()
     chained = track_video(pair, frames, queries, mode="chained")
     # Lost at frame 5 (x = 65): from then on it moves with the others, 3 px a frame.
     np.testing.assert_allclose(np.diff(chained.tracks[0, 5:, 0]), 3.0, atol=1e-3)
+
+
+def test_a_hidden_point_is_re_detected_when_it_reappears():
+    steps = np.array([(0, 0)] + [(1, 0)] * 7, float)
+    box = np.zeros(SIZE, bool)
+    box[14:27, 23:25] = True                              # covers (20 + t, 20) at t = 3 and 4 only
+    frames, pair, _ = oracle_video(steps, {3: box, 4: box}, max_flow=12)
+    queries = np.array([(0, 20, 20), (0, 20, 45), (0, 40, 40), (0, 10, 50)], float)
+    truth = exact(queries, steps)
+    hidden = np.zeros((4, 8), bool)
+    hidden[0, 3:5] = True
+    for mode, extra in (("direct", {}), ("chained", {"redetect": 1}), ("cfg", {"gap": 3, "redetect": 1})):
+        result = track_video(pair, frames, queries, mode=mode, **extra)
+        np.testing.assert_array_equal(result.occluded, hidden, err_msg=mode)
+        np.testing.assert_allclose(result.tracks[~hidden], truth[~hidden], atol=1e-3, err_msg=mode)
+        # While hidden, it moves with its neighbours (1 px a frame) in the composed modes.
+        if mode != "direct":
+            np.testing.assert_allclose(result.tracks[0, 4, 0] - result.tracks[0, 3, 0], 1.0, atol=1e-3)
+    # Re-detection every 3 frames from the query (frame 0): seen again at frame 6, not 5.
+    late = track_video(pair, frames, queries, mode="chained", redetect=3)
+    assert late.occluded[0].tolist() == [False, False, False, True, True, True, False, False]
 
 
 def test_backward_false_reports_the_query_before_its_frame():

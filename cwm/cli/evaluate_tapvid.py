@@ -33,6 +33,8 @@ def register(suites) -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("direct", "chained", "cfg"), default="chained",
                    help="how cwm composes frame pairs (default chained)")
     p.add_argument("--gap", type=positive_int, default=5, metavar="G", help="cfg: the frame gap (default 5)")
+    p.add_argument("--redetect", type=positive_int, default=4, metavar="K",
+                   help="chained/cfg: look for lost points again every K frames (default 4; also DIS chained)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                    help="methods to score (default: all)")
     p.add_argument("--max-videos", type=positive_int, default=None, metavar="N", help="score the first N videos only")
@@ -57,12 +59,13 @@ def run(args: argparse.Namespace) -> int:
     if "cwm" in args.methods:
         from probes.tracking import probe_pair_tracker
 
-        methods["cwm"] = pair_method(probe_pair_tracker(load_predictor(args)), args.mode, args.gap)
-    baselines = baseline_methods()
+        methods["cwm"] = pair_method(probe_pair_tracker(load_predictor(args)), args.mode, args.gap, args.redetect)
+    baselines = baseline_methods(args.redetect)
     methods.update({name: baselines[name] for name in args.methods if name != "cwm"})
     with progress(len(videos) * len(methods), "tapvid", args.quiet) as bar:
         report = evaluate(videos, methods, args.query_mode, progress=lambda _: bar.update(1))
     report.update({"data": str(args.data), "cwm_mode": args.mode if "cwm" in methods else None,
+                   "gap": args.gap, "redetect": args.redetect,
                    "weights": str(args.weights) if "cwm" in methods else None})
     print(format_report(report))
     if args.out is not None:

@@ -37,6 +37,8 @@ def register(sub) -> argparse.ArgumentParser:
                    help="frame of --grid points and of 2-column --points (default 0)")
     p.add_argument("--mode", choices=MODES, default="chained", help="how pairs are composed (default chained)")
     p.add_argument("--gap", type=positive_int, default=5, metavar="G", help="cfg: the frame gap (default 5)")
+    p.add_argument("--redetect", type=positive_int, default=4, metavar="K",
+                   help="chained/cfg: look for lost points again every K frames (default 4)")
     p.add_argument("--max-flow", type=positive_float, default=None, metavar="PX",
                    help="largest motion searched per pair, in input pixels (default: the probe's)")
     p.add_argument("--trail", type=positive_int, default=8, metavar="K", help="frames of trail drawn (default 8)")
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         def body():
             with progress(2 * len(frames), "track", args.quiet) as bar:
                 result = predictor.track_video(frames, queries, mode=args.mode, gap=args.gap,
-                                               progress=lambda: bar.update(1), **options)
+                                               redetect=args.redetect, progress=lambda: bar.update(1),
+                                               **options)
             outputs._write(npz_path, lambda: result.save(npz_path, overwrite=args.overwrite))
             drawn = (result.draw(frames[t], t, trail=args.trail) for t in range(len(frames)))
             outputs.video(mp4_path, drawn, fps=frames.fps)
