@@ -24,9 +24,11 @@ def load(name_or_path: str = "default", device: Any = None, heads: tuple[int, in
     """Load weights into a :class:`cwm.predictor.CWMPredictor`.
 
     Args:
-        name_or_path: a registered name (``cwm weights list``), a weights folder
-            (``model.safetensors`` + ``config.json``), a ``.safetensors`` file, or an official
-            ``.pth`` file (read with ``weights_only=True``, converted on load).
+        name_or_path: a weights folder (``model.safetensors`` + ``config.json``), a
+            ``.safetensors`` file, or an official ``.pth`` file (read with ``weights_only=True``,
+            converted on load); else a registered name (``cwm weights list``); else a Hugging
+            Face hub repository id ``org/name`` in our layout (needs ``huggingface_hub``). An
+            existing path always wins.
         device: ``"cpu"``, ``"cuda"``, a ``torch.device``, or None for CUDA when available.
         heads: ``(encoder_heads, decoder_heads)`` for official files that are not a known release.
     Raises:
