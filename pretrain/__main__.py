@@ -117,13 +117,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pretrain.train import train
 
         resume = args.resume_from or ("latest" if args.resume else None)
-        result = train(_config(args, resume is not None), resume=resume)
+        cfg = _config(args, resume is not None)
+        result = train(cfg, resume=resume)
     except CWMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if result.is_main_process:
         print(f"done: step {result.step}, loss {result.loss:.5f}, {result.samples_per_s:.1f} samples/s, "
               f"data {100 * result.data_fraction:.0f}% of step time")
+        from pretrain.skips import LOG_NAME, summary
+
+        for line in summary(result.skipped_videos, Path(cfg.train.output_dir) / LOG_NAME):
+            print(line)
     return 0
 
 

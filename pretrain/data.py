@@ -26,6 +26,7 @@ from torch.utils.data import Dataset, Sampler
 
 from cwm.config import CWMConfig
 from cwm.errors import ConfigError, CWMError, InputError
+from pretrain import skips
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 #: The epoch key of the fixed held-out batch: never reached by training epochs.
@@ -346,8 +347,8 @@ class VideoClips(Dataset):
     """Clips from a list of usable videos; item ``i`` of an epoch reads video ``i % len(videos)``.
 
     Only the frames of the clip are decoded (``reader.get``), so memory does not grow with video
-    length. A video that fails mid-training is warned about once (per worker) and replaced by
-    the next video.
+    length. A video that fails mid-training is warned about once (per worker), recorded in
+    ``skip_log`` (:mod:`pretrain.skips`) and replaced by the next video.
     """
 
     def __init__(self, spec: ClipSpec, videos: list[VideoInfo], length: int,
@@ -357,6 +358,7 @@ class VideoClips(Dataset):
         self._readers: OrderedDict = OrderedDict()
         self._pid, self._inherited = os.getpid(), []
         self._failed: set[str] = set()
+        self.skip_log: str | None = None  # set by the training loop: where failures are recorded
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__, _readers=OrderedDict(), _inherited=[])  # readers do not pickle
@@ -401,6 +403,7 @@ class VideoClips(Dataset):
                 self._failed.add(video.path)
                 self._readers.pop(video.path, None)
                 warnings.warn(f"skipping video '{video.path}': {e}", SkippedVideoWarning, stacklevel=2)
+                skips.record(self.skip_log, video.path, str(e))
                 continue
             return self.spec.finish(rng, frames)
         raise InputError("every video failed to decode; see the warnings above")

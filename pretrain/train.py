@@ -25,6 +25,7 @@ import torch
 from cwm.errors import ConfigError
 from cwm.model import build_model
 from pretrain import checkpointing as ckpts
+from pretrain import skips
 from pretrain.config import PretrainConfig, cosine_factor, lr_for, save_yaml
 from pretrain.data import build_data, eval_batch
 from pretrain.evaluate import Evaluator, Meter
@@ -46,7 +47,7 @@ class TrainResult:
     tokens_per_s: float = 0.0
     data_fraction: float = 0.0       # share of step time spent waiting for the next batch
     export_dir: str | None = None
-    skipped_videos: list = field(default_factory=list)
+    skipped_videos: list = field(default_factory=list)  # (path, reason): the scan's and mid-run failures
     is_main_process: bool = True
 
 
@@ -190,6 +191,8 @@ def train(cfg: PretrainConfig, resume: Any = None) -> TrainResult:
         init_weights(model, t.init)
     unit = t.batch_size * acc.num_processes * t.grad_accum
     bundle = build_data(cfg, model_cfg, unit, warn=acc.is_main_process)
+    skip_log = skips.start(bundle.dataset, run, bundle.skipped, start_ckpt is None, acc.is_main_process)
+    acc.wait_for_everyone()  # a stale log is gone before any process records into it
     loader = _dataloader(cfg, bundle, pin=acc.device.type == "cuda")
     lr = lr_for(cfg, unit)
     o = cfg.optim
@@ -224,7 +227,7 @@ def train(cfg: PretrainConfig, resume: Any = None) -> TrainResult:
         if state.bar is not None:
             state.bar.close()
         _reset_accelerate()
-    result.skipped_videos = bundle.skipped
+    result.skipped_videos = skips.read(skip_log)  # the scan's and those that failed mid-run, all processes
     return result
 
 
