@@ -131,8 +131,8 @@ def _resume_from(cfg: PretrainConfig, resume: Any) -> Path | None:
     run = Path(cfg.train.output_dir)
     if resume in (None, False):
         if ckpts.latest_checkpoint(run) is not None:
-            raise ConfigError(f"'{run}' already holds checkpoints; pass --resume to continue that run, "
-                              "or choose another train.output_dir")
+            raise ConfigError(f"'{run}' already holds checkpoints; pass resume=True (--resume on the command "
+                              "line) to continue that run, or choose another train.output_dir")
         return None
     if resume in (True, "latest"):
         return ckpts.latest_checkpoint(run)  # None: nothing yet, start fresh

@@ -329,3 +329,17 @@ def test_npz_writer_is_atomic_and_refuses_bad_names(tmp_path):
         load_stacked(tmp_path / "c.npz")
     with pytest.raises(InputError, match="cannot read"):
         load_stacked(tmp_path / "old.npz")
+
+
+def test_pretrain_refusal_names_the_argument_and_the_flag(tmp_path):
+    from pretrain.checkpointing import CHECKPOINTS, META_FILE
+    from pretrain.config import ConfigError, resolve
+    from pretrain.train import train
+
+    run = tmp_path / "run"
+    (run / CHECKPOINTS / "step_00000002").mkdir(parents=True)
+    (run / CHECKPOINTS / "step_00000002" / META_FILE).write_text("{}")
+    with pytest.raises(ConfigError) as e:
+        train(resolve(overrides=[f"train.output_dir={run}", "data.source=synthetic"]))
+    assert str(e.value) == (f"'{run}' already holds checkpoints; pass resume=True (--resume on the command line) "
+                            "to continue that run, or choose another train.output_dir")
