@@ -4,7 +4,8 @@ A thin layer over :func:`cwm.evaluation.run_benchmark` (the same harness as
 ``benchmarks/accuracy.py``), with the loaded model's probes added as methods named ``cwm``.
 ``cwm eval tapvid --data FILE`` scores point tracking by the TAP-Vid protocol instead
 (:mod:`cwm.cli.evaluate_tapvid`), ``cwm eval spelke --data FILE`` segments on SpelkeBench
-(:mod:`cwm.cli.evaluate_spelke`).
+(:mod:`cwm.cli.evaluate_spelke`), ``cwm eval stereo-depth --data DIR`` orders point depths from
+stereo views (:mod:`cwm.cli.evaluate_stereo`).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ cwm eval --weights runs/tiny/export --out accuracy.json
 cwm eval --baselines-only --quick        # the baselines alone
 cwm eval tapvid --data tapvid_davis.pkl --out report.json   # point tracking, TAP-Vid protocol
 cwm eval spelke --data spelke_bench.h5 --out spelke.json    # Spelke segments, SpelkeBench
+cwm eval stereo-depth --data stereo_depth/ --out depth.json # depth order of point pairs (ZWM)
 """
 PROBES = ("flow", "occlusion", "depth")
 
@@ -39,11 +41,12 @@ def register(sub) -> argparse.ArgumentParser:
     m = p.add_argument_group("model")
     m.add_argument("--weights", default="default", metavar="W", help="weights to score (default: the embedded model)")
     m.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if available)")
-    from cwm.cli import evaluate_spelke, evaluate_tapvid
+    from cwm.cli import evaluate_spelke, evaluate_stereo, evaluate_tapvid
 
     suites = p.add_subparsers(dest="suite", metavar="SUITE", parser_class=type(p))
     evaluate_tapvid.register(suites)
     evaluate_spelke.register(suites)
+    evaluate_stereo.register(suites)
     return p
 
 
@@ -56,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
         from cwm.cli import evaluate_spelke
 
         return evaluate_spelke.run(args)
+    if getattr(args, "suite", None) == "stereo-depth":
+        from cwm.cli import evaluate_stereo
+
+        return evaluate_stereo.run(args)
     from cwm.atomic import atomic_write
     from cwm.cli.common import load_predictor
     from cwm.errors import InputError
