@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cwm.cli.main import main
 from cwm.errors import InputError, OutputExistsError
-from test_cli import FRAMES, H, W, data, files, needs, one_error_line, run  # noqa: F401  (data: a fixture)
+from test_cli import FRAMES, H, W, data, files, one_error_line, run  # noqa: F401  (data: a fixture)
 
 
 # ------------------------------------------------------------------ overwrite: argument vs flag
@@ -230,7 +229,8 @@ def test_flow_npz_round_trip_matches_per_pair_npy(capsys, data, tmp_path):
     assert files(tmp_path / "z") == ["flow.npz"] and out.strip() == str(tmp_path / "z" / "flow.npz")
     starts = list(range(0, FRAMES - 1, 2))
     with np.load(tmp_path / "z" / "flow.npz") as z:  # np.load reads it; members as documented
-        assert z.files == [f"{a}_{t:06d}" for t in starts for a in ("flow", "occlusion", "confidence")] + ["frame_index"]
+        per_pair = [f"{a}_{t:06d}" for t in starts for a in ("flow", "occlusion", "confidence")]
+        assert z.files == per_pair + ["frame_index"]
         assert z["frame_index"].dtype == np.int64 and z["frame_index"].tolist() == [[t, t + 1] for t in starts]
     stacked = load_stacked(tmp_path / "z" / "flow.npz")
     assert sorted(stacked) == ["confidence", "flow", "frame_index", "occlusion"]
