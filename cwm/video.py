@@ -236,7 +236,11 @@ def import_cv2():
     import cv2
 
     if "OPENCV_LOG_LEVEL" not in os.environ:
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        logging = getattr(cv2.utils, "logging", None)  # OpenCV 5; OpenCV 4 has cv2.setLogLevel
+        if logging is not None:
+            logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+        else:
+            cv2.setLogLevel(2)  # LOG_LEVEL_ERROR
     return cv2
 
 
