@@ -81,3 +81,17 @@ def test_the_extras_exist_and_dev_includes_hub():
     extras = PROJECT["optional-dependencies"]
     assert {"dev", "hub", "tensorboard"} <= set(extras)
     assert {_dist(r) for r in extras["hub"]} <= {_dist(r) for r in extras["dev"]}  # the hub tests run
+
+
+def test_opencv_4_and_5_log_level_apis(monkeypatch):
+    # OpenCV 5 sets the log level through cv2.utils.logging; 4.x (>= the 4.8 floor) has only
+    # cv2.setLogLevel. Both must work: the suite itself runs on whichever is installed.
+    cv2 = pytest.importorskip("cv2")
+    from cwm.video import import_cv2
+
+    monkeypatch.delenv("OPENCV_LOG_LEVEL", raising=False)
+    calls = []
+    if hasattr(cv2.utils, "logging"):
+        monkeypatch.delattr(cv2.utils, "logging")
+    monkeypatch.setattr(cv2, "setLogLevel", calls.append, raising=False)
+    assert import_cv2() is cv2 and calls == [2]  # LOG_LEVEL_ERROR
