@@ -172,6 +172,9 @@ class CWMPredictor:
         :meth:`track_video`.
         """
         if points is None:
+            if getattr(frame0, "ndim", 0) == 3 and getattr(frame1, "ndim", 0) == 3:
+                raise InputError("track(frame0, frame1, points): two frames need the points to track; "
+                                 "a video takes track(frames, queries) with rows (t, x, y)")
             return self.track_video(frame0, frame1, **options)
         from probes.flow import track
 

@@ -186,3 +186,5 @@ def test_predictor_track_dispatches_on_its_arguments():
     np.testing.assert_array_equal(video.tracks[1, 2], [30.5, 40])
     pair = predictor.track(frames[0], frames[1], [(3, 4)])    # the two-frame form is unchanged
     assert pair.tracks.shape == (1, 2)
+    with pytest.raises(InputError, match="need the points"):
+        predictor.track(frames[0], frames[1])
