@@ -273,6 +273,11 @@ class _PyAVReader(VideoReader):
     def _open(self) -> None:
         import av
 
+        # A packet cut short (a truncated file's last one): PyAV 18 returns the frames the
+        # decoder still held and the stream ends; older PyAV raises InvalidDataError and drops
+        # them. Read older PyAV the same way: after the first frame, that error ends the stream.
+        old = int(re.match(r"\d+", av.__version__).group(0)) < 18
+        self._cut_short = (av.error.InvalidDataError,) if old else ()
         self._container = None
         self._restart()
         stream = self._stream
@@ -303,7 +308,14 @@ class _PyAVReader(VideoReader):
 
     def _next(self):  # -> av.VideoFrame | None (end of stream)
         frame, self._peek = self._peek, None
-        return frame if frame is not None else next(self._frames, None)
+        if frame is not None:
+            return frame
+        try:
+            return next(self._frames, None)
+        except self._cut_short:  # PyAV < 18 only (see _open)
+            if self._pos == 0:
+                raise
+            return None
 
     def _seek(self, target: int) -> None:
         """Jump near ``target`` (at or before it); on any doubt, restart from frame 0."""
