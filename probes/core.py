@@ -61,6 +61,10 @@ DEFAULT_SIGMA = 1.0
 #: pixel) of the peak: the whole footprint, so it does not depend on where the peak falls
 #: between pixels (for a bilinear warp it is the fraction of the source that stays visible).
 MASS_RADIUS_SIGMAS = 2.0
+#: The finest pyramid level's smaller side, in input pixels (None: the input's own size), for
+#: inputs larger than the model (:mod:`probes.pyramid`). Chosen on the real clips of
+#: benchmarks/real.py (see benchmarks/RESULTS.md).
+DEFAULT_FINEST_SIDE = 256
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,10 @@ class ProbeOptions:
     fd_eps: float = DEFAULT_FD_EPS
     fd_central: bool = False
     pack: bool = True
+    multiscale: bool = True
+    finest_side: int | None = DEFAULT_FINEST_SIDE
+    tile_stride: int | None = None
+    verify: bool = True
 
     @classmethod
     def from_kwargs(cls, kwargs: dict) -> ProbeOptions:
@@ -104,6 +112,10 @@ class ProbeOptions:
         occ.check_threshold(opts.occlusion_threshold)
         if opts.max_flow is not None:
             check_max_flow(opts.max_flow)
+        if opts.finest_side is not None and opts.finest_side < 8:
+            raise ConfigError(f"finest_side must be >= 8 pixels or None (got {opts.finest_side})")
+        if opts.tile_stride is not None and opts.tile_stride < 1:
+            raise ConfigError(f"tile_stride must be >= 1 pixels (got {opts.tile_stride})")
         if not opts.sigma > 0:
             raise ConfigError(f"sigma must be > 0 pixels (got {opts.sigma})")
         if opts.consistency and opts.mode == "fd":

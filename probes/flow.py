@@ -25,7 +25,7 @@ import torch
 
 from cwm.errors import ConfigError, InputError
 from cwm.frames import Batch, check_points, resize, scale_points, to_tensor_pair
-from probes import fields
+from probes import fields, pyramid
 from probes import occlusion as occ
 from probes.core import DEFAULT_MAX_FLOW_FRACTION, ProbeOptions, grid_probe, probe
 from probes.packing import check_max_flow, pack_points, unpacked
@@ -59,11 +59,17 @@ def _leaves_frame(flow: torch.Tensor) -> torch.Tensor:
     return (ex < -0.5) | (ex >= w - 0.5) | (ey < -0.5) | (ey >= h - 0.5)
 
 
-def _model_flow(predictor, f0: torch.Tensor, f1: torch.Tensor, stride: int, max_flow: float,
+def window_flow(predictor, f0: torch.Tensor, f1: torch.Tensor, stride: int, max_flow: float,
                 opts: ProbeOptions, masks: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Forward flow ``[B, H, W, 2]``, confidence and occlusion ``[B, H, W]`` at model resolution.
-    ``masks``: explicit frame-1 masks ``[B * opts.num_masks, T*h*w]`` instead of random ones."""
+    """The probe on one model-sized window per pair: forward flow ``[B, H, W, 2]``, confidence
+    and occlusion ``[B, H, W]``, all at model resolution and in model pixels.
+
+    Args:
+        f0, f1: ``[B, 3, H, W]`` at ``predictor.size`` on its device.
+        stride: source spacing in model pixels; ``max_flow`` in model pixels.
+        masks: explicit frame-1 masks ``[B * opts.num_masks, T*h*w]`` instead of random ones.
+    """
     if opts.mode == "vjp":
         back, score = grid_probe(predictor, f0, f1, stride, max_flow, opts, "vjp", masks)
         forward = fields.invert_flow(back)
@@ -112,6 +118,15 @@ def flow(predictor, frame0, frame1, **options) -> FlowResult | list[FlowResult]:
         fd_eps, fd_central: finite-difference step and central differences (mode "fd").
         pack: share tangents between distant sources (default True; False runs one source per
             tangent, the unpacked baseline).
+        multiscale: read the flow at the input's own scale with :mod:`probes.pyramid` (default
+            True): overlapping model-sized tiles, coarse to fine, aspect ratio kept. False
+            resizes the pair to the model's size and probes it once (the single-window probe;
+            also what ``mode="vjp"`` and ``consistency`` use).
+        finest_side: the finest pyramid level's smaller side in input pixels
+            (:data:`probes.core.DEFAULT_FINEST_SIDE`, 256), None for the input's own size.
+        tile_stride: tile spacing in pyramid pixels (default 3/4 of the model's side).
+        verify: keep a residual only where it lowers the local photometric error (default
+            True; see :mod:`probes.pyramid`); False gives the raw counterfactual reading.
     Returns:
         A :class:`probes.results.FlowResult` at the input size, or a list of them for a batch.
     Raises:
@@ -119,14 +134,27 @@ def flow(predictor, frame0, frame1, **options) -> FlowResult | list[FlowResult]:
         ConfigError: bad options (``max_flow <= 0``, unknown names, out-of-range values).
     """
     opts = ProbeOptions.from_kwargs(options)
-    f0, f1, batch = _pair(predictor, frame0, frame1)
-    model = tuple(predictor.size)
-    stride = opts.stride or predictor.patch_size
-    max_flow = _model_max_flow(opts.max_flow, batch.size, model)
-    forward, confidence, occluded = _model_flow(predictor, f0, f1, stride, max_flow, opts)
-    forward = fields.resize_flow(forward.float().cpu(), batch.size)
-    confidence = fields.resize_scalar(confidence.float().cpu(), batch.size)
-    occluded = fields.resize_scalar(occluded.float().cpu(), batch.size) >= 0.5
+    if opts.multiscale and opts.mode != "vjp" and not opts.consistency:
+        for name, frame in (("frame0", frame0), ("frame1", frame1)):
+            if isinstance(frame, np.ndarray) and frame.dtype.kind == "f" and not np.isfinite(frame).all():
+                raise InputError(f"{name}: contains NaN or inf values")
+        f0, f1, batch = to_tensor_pair(frame0, frame1)
+        dtype = f0.dtype if f0.dtype == torch.float64 else torch.float32
+        if opts.max_flow is not None:
+            check_max_flow(opts.max_flow)
+        forward, confidence, occluded = pyramid.pyramid_flow(
+            predictor, window_flow, f0.to(dtype).cpu(), f1.to(dtype).cpu(), opts, opts.max_flow)
+        occluded = occluded | _leaves_frame(forward)
+    else:
+        f0, f1, batch = _pair(predictor, frame0, frame1)
+        model = tuple(predictor.size)
+        stride = opts.stride or predictor.patch_size
+        max_flow = _model_max_flow(opts.max_flow, batch.size, model)
+        forward, confidence, occluded = window_flow(predictor, f0, f1, stride, max_flow, opts)
+        forward = fields.resize_flow(forward.float().cpu(), batch.size)
+        confidence = fields.resize_scalar(confidence.float().cpu(), batch.size)
+        occluded = fields.resize_scalar(occluded.float().cpu(), batch.size) >= 0.5
+    forward, confidence = forward.float(), confidence.float()
     results = [FlowResult(forward[i].numpy(), occluded[i].numpy(), confidence[i].numpy())
                for i in range(forward.shape[0])]
     return results if batch.batched else results[0]

@@ -430,7 +430,7 @@ def _read_counterfactual(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], ma
     Each call holds as many pokes as leave room for all their tangents, so that the engine
     computes each poke's primal once and batches its tangents (vmap)."""
     from probes.core import ProbeOptions
-    from probes.flow import _model_flow
+    from probes.flow import window_flow
 
     chunk = _chunk_size(predictor, cfg)
     opts = ProbeOptions.from_kwargs({"max_flow": max_flow, "chunk_size": chunk, **cfg.flow, "num_masks": 1})
@@ -441,7 +441,7 @@ def _read_counterfactual(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], ma
         d = torch.tensor([pk.d for pk in group], dtype=f0.dtype, device=f0.device)
         with torch.no_grad():
             clips, masks = _inputs(predictor, f0, group, d)
-        flow, _, occluded = _model_flow(predictor, clips[:, :, 0], clips[:, :, -1], stride, opts.max_flow, opts,
+        flow, _, occluded = window_flow(predictor, clips[:, :, 0], clips[:, :, -1], stride, opts.max_flow, opts,
                                         masks=masks)
         yield from zip(flow.float().cpu().numpy(), occluded.cpu().numpy())
 
