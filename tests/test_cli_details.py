@@ -146,32 +146,22 @@ def _notes(err: str) -> list[str]:
     return [line.rsplit("\r", 1)[-1] for line in err.splitlines() if "note:" in line]
 
 
-@pytest.mark.parametrize("command,returned", [("flow", "flow"), ("occlusion", "occlusion"), ("depth", "depth"),
-                                              ("predict", "the prediction")])
-def test_a_squashed_aspect_ratio_is_noted_once(capsys, data, tmp_path, command, returned):
-    code, _, err = run(capsys, command, data["f0"], data["f1"], "--weights", data["weights"], "-o", tmp_path)
+def test_a_squashed_aspect_ratio_is_noted_once(capsys, data, tmp_path):
+    """predict resizes to the model's grid and says so; --quiet silences it."""
+    code, _, err = run(capsys, "predict", data["f0"], data["f1"], "--weights", data["weights"], "-o", tmp_path)
     assert code == 0, err
-    assert _notes(err) == [NOTE.format(returned)]
-    code, _, err = run(capsys, command, data["f0"], data["f1"], "--weights", data["weights"], "-q",
+    assert _notes(err) == [NOTE.format("the prediction")]
+    code, _, err = run(capsys, "predict", data["f0"], data["f1"], "--weights", data["weights"], "-q",
                        "-o", tmp_path / "quiet")
     assert code == 0 and _notes(err) == []  # --quiet: only the paths written
 
 
-def test_the_note_names_the_size_the_model_sees_and_only_when_squashed(capsys, data, tmp_path, monkeypatch):
-    from test_cli import _FakeFlow
-
-    from cwm.io import write_image
-
-    monkeypatch.setattr("probes.flow.flow", lambda predictor, f0, f1, **kw: _FakeFlow(*f0.shape[:2]))
-    args = ["--weights", data["weights"], "--format", "raw"]
-    code, _, err = run(capsys, "flow", data["video"], "--size", "24", *args, "-o", tmp_path / "a")
-    assert code == 0 and _notes(err) == ["cwm: note: 24x20 input is resized to the model's 32x32 (aspect 1.20 "
-                                         "-> 1.00); flow is returned at 24x20"]
-    square = np.zeros((40, 40, 3), np.uint8)
-    write_image(tmp_path / "s0.png", square)
-    write_image(tmp_path / "s1.png", square)
-    code, _, err = run(capsys, "flow", tmp_path / "s0.png", tmp_path / "s1.png", *args, "-o", tmp_path / "b")
-    assert code == 0 and _notes(err) == []
+@pytest.mark.parametrize("command", ["flow", "occlusion", "depth"])
+def test_flow_keeps_the_aspect_ratio_so_no_note(capsys, data, tmp_path, command):
+    """The flow probes read a 48x40 input at its own aspect ratio (probes.pyramid): no note."""
+    code, _, err = run(capsys, command, data["f0"], data["f1"], "--weights", data["weights"], "-o", tmp_path)
+    assert code == 0, err
+    assert _notes(err) == []
 
 
 def test_note_aspect_tolerance():

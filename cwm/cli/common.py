@@ -215,10 +215,10 @@ def note_aspect(args: argparse.Namespace, predictor, shape: Sequence[int], retur
 
     Called once a command has succeeded (so a failing run still prints one error line).
 
-    The probes resize every input to the model's grid (``predictor.size``), so a 768x576 frame is
-    seen squashed to 64x64; results come back at the input's size. Returns the line (None when
-    the aspect ratios agree within :data:`ASPECT_TOLERANCE`). This note lives here alone: drop it
-    and its calls once the probes keep the input's aspect ratio.
+    Prediction, counterfactuals and segments resize the input to the model's grid
+    (``predictor.size``), so a 768x576 frame is seen squashed to 64x64; results come back at the
+    input's size. (Flow, occlusion and depth keep the aspect ratio: :mod:`probes.pyramid`.)
+    Returns the line (None when the aspect ratios agree within :data:`ASPECT_TOLERANCE`).
 
     Args:
         shape: ``(H, W, ...)`` of the frames given to the model.

@@ -6,7 +6,7 @@ import argparse
 import numpy as np
 
 from cwm.cli.common import (Outputs, UsageError, add_command, add_output_options, add_pair_arguments,
-                            default_out, load_pair, load_predictor, note_aspect, run_outputs)
+                            default_out, load_pair, load_predictor, run_outputs)
 from cwm.cli.flow import add_max_flow
 
 #: probes.depth.MOTIONS, repeated so that building the parser does not import torch (a test checks).
@@ -60,6 +60,5 @@ def run(args: argparse.Namespace) -> int:
         outputs.array(npy_path, np.asarray(result.inverse_depth, dtype=np.float32))
 
     run_outputs(outputs, body)
-    note_aspect(args, predictor, f0.shape, "depth")
     outputs.report()
     return 0

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cwm.cli.common import (Outputs, UsageError, add_command, add_output_options, check_size, default_out,
-                            fit_size, fitted, load_predictor, note_aspect, positive_float, positive_int,
+                            fit_size, fitted, load_predictor, positive_float, positive_int,
                             progress, run_outputs)
 
 #: Output frame rate when the input video does not state one.
@@ -205,7 +205,6 @@ def run_dense(args: argparse.Namespace, kind: Kind) -> int:
     if len(job.done) < len(job.starts):
         print(f"cwm: warning: the video ended early: {len(job.done)} of {len(job.starts)} pairs processed",
               file=sys.stderr)
-    note_aspect(args, predictor, job.shape, kind.name)
     outputs.report()
     return 0
 
