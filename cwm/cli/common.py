@@ -261,11 +261,19 @@ def load_pair(args: argparse.Namespace, command: str) -> tuple[np.ndarray, np.nd
 
 
 def load_predictor(args: argparse.Namespace):
-    """``cwm.load(--weights, --device)``; a bad or unavailable ``--device`` is a ConfigError."""
+    """``cwm.load(--weights, --device)``; a bad or unavailable ``--device`` is a ConfigError.
+
+    With ``args.predictor_cache`` (a dict, set by :mod:`cwm.cli.folders`), loaded once and shared."""
     import cwm
     from cwm.predictor import resolve_device
 
-    return cwm.load(args.weights, device=resolve_device(args.device, name="--device"))
+    cache = getattr(args, "predictor_cache", None)
+    if cache is not None and "predictor" in cache:
+        return cache["predictor"]
+    predictor = cwm.load(args.weights, device=resolve_device(args.device, name="--device"))
+    if cache is not None:
+        cache["predictor"] = predictor
+    return predictor
 
 
 def progress(total: int, desc: str, quiet: bool):

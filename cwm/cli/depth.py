@@ -41,6 +41,13 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cwm.cli.folders import dispatch
+
+    code = dispatch(args, "depth", run_one)
+    return run_one(args) if code is None else code
+
+
+def run_one(args: argparse.Namespace) -> int:
     if args.stereo and args.motion:
         raise UsageError("depth: --motion applies without --stereo (a stereo pair has no camera motion to remove)")
     outputs = Outputs(args.out or default_out(args.inputs, "depth"), args.overwrite)

@@ -49,7 +49,9 @@ class Kind:
 
 def add_source_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="one VIDEO, or two images FRAME0 FRAME1")
+                   help="one VIDEO, a folder of frames, two images FRAME0 FRAME1, or many videos: a "
+                        "FOLDER (searched recursively; each video and each folder of frames to "
+                        "OUT/<its relative path>/, with a manifest, resumable) or a quoted 'GLOB'")
     g = p.add_argument_group("frames")
     g.add_argument("--gap", type=positive_int, default=None, metavar="K",
                    help="video: pair frame t with frame t+K (default 1)")
@@ -96,6 +98,9 @@ def add_probe_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stride", type=positive_int, default=None, metavar="N",
                    help="one flow source every N model pixels, then interpolated (must divide the "
                         "model's input size; default: one per patch; 1: every pixel, slowest)")
+    g.add_argument("--batch", type=positive_int, default=1, metavar="K",
+                   help="video: pairs given to the probe at once (default 1; larger uses more memory "
+                        "and is faster where the model is not already busy, e.g. on a GPU)")
 
 
 def probe_options(args: argparse.Namespace) -> dict:
@@ -160,7 +165,17 @@ class _Job:
 
 
 def run_dense(args: argparse.Namespace, kind: Kind) -> int:
-    """Plan and check every output, then stream pairs through :func:`probes.flow.flow`."""
+    """Plan and check every output, then stream pairs through :func:`probes.flow.flow`.
+
+    Pairs go to the probe ``--batch`` at a time (frames decoded once, shared by the pairs that
+    use them); on a GPU a reader thread decodes ahead while the model computes. The number of
+    pairs processed is left in ``args.pairs_done`` (for :mod:`cwm.cli.folders`' summary).
+    """
+    from cwm.cli.folders import dispatch
+
+    code = dispatch(args, kind.name, lambda one: run_dense(one, kind))
+    if code is not None:
+        return code
     fmt, raw = _check_usage(args, kind)
     outputs = Outputs(args.out or default_out(args.inputs, kind.name), args.overwrite)
     reader = _open_video(args) if len(args.inputs) == 1 else None
@@ -172,9 +187,21 @@ def run_dense(args: argparse.Namespace, kind: Kind) -> int:
         predictor = load_predictor(args)
         bar = progress(len(job.starts), kind.name, args.quiet)
 
+        batch = max(1, getattr(args, "batch", 1) or 1)
+        pairs = prefetch(job.pairs, 2 * batch) if _on_gpu(predictor) else job.pairs
+
+        def computed() -> Iterator[tuple[int, np.ndarray, object]]:
+            for chunk in _chunks(pairs, batch):
+                if len(chunk) == 1:
+                    (t, frame0, frame1), = chunk
+                    yield t, frame0, flow(predictor, frame0, frame1, **probe_options(args))
+                    continue
+                out = flow(predictor, np.stack([c[1] for c in chunk]), np.stack([c[2] for c in chunk]),
+                           **probe_options(args))
+                yield from ((t, frame0, r) for (t, frame0, _), r in zip(chunk, out))
+
         def results(add) -> Iterator[tuple[int, np.ndarray, object]]:
-            for t, frame0, frame1 in job.pairs:
-                result = flow(predictor, frame0, frame1, **probe_options(args))
+            for t, frame0, result in computed():
                 if add is None:
                     outputs.array(job.raw[t], _stored(kind.raw(result), args.float16))
                 else:
@@ -202,6 +229,7 @@ def run_dense(args: argparse.Namespace, kind: Kind) -> int:
     finally:
         if reader is not None:
             reader.close()
+    args.pairs_done = len(job.done)
     if len(job.done) < len(job.starts):
         print(f"cwm: warning: the video ended early: {len(job.done)} of {len(job.starts)} pairs processed",
               file=sys.stderr)
@@ -246,7 +274,68 @@ def _check_usage(args: argparse.Namespace, kind: Kind) -> tuple[str, str]:
 def _open_video(args: argparse.Namespace):
     from cwm.io import open_video
 
+    if Path(args.inputs[0]).is_dir():
+        from cwm.cli.folders import FramesFolderReader
+
+        return FramesFolderReader(args.inputs[0], min_frames=(args.gap or 1) + 1)
     return open_video(args.inputs[0], min_frames=(args.gap or 1) + 1)
+
+
+def _on_gpu(predictor) -> bool:
+    device = getattr(predictor, "device", None)
+    return getattr(device, "type", str(device)) == "cuda"
+
+
+def _chunks(items, size: int) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def prefetch(items, depth: int) -> Iterator:
+    """Iterate ``items`` in a reader thread, up to ``depth`` ahead (decoding overlaps compute);
+    an exception in the reader is raised here, in order."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    end, stop = object(), threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as e:  # noqa: BLE001  (handed to the consumer)
+            put((end, e))
+
+    thread = threading.Thread(target=read, name="cwm-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = q.get()
+            if item is end:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 def _plan(args: argparse.Namespace, kind: Kind, fmt: str, raw: str, outputs: Outputs, reader) -> _Job:

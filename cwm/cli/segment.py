@@ -40,6 +40,13 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cwm.cli.folders import dispatch
+
+    code = dispatch(args, "segment", run_one)
+    return run_one(args) if code is None else code
+
+
+def run_one(args: argparse.Namespace) -> int:
     from cwm.io import is_video_path, open_video, read_image
 
     if args.auto and args.point:
