@@ -100,7 +100,9 @@ def add_probe_arguments(p: argparse.ArgumentParser) -> None:
                         "model's input size; default: one per patch; 1: every pixel, slowest)")
     g.add_argument("--batch", type=positive_int, default=1, metavar="K",
                    help="video: pairs given to the probe at once (default 1; larger uses more memory "
-                        "and is faster where the model is not already busy, e.g. on a GPU)")
+                        "and is faster where the model is not already busy, e.g. on a GPU; a batch "
+                        "draws its probe masks together, so results differ from --batch 1 within "
+                        "the probe's noise)")
 
 
 def probe_options(args: argparse.Namespace) -> dict:
