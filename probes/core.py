@@ -9,7 +9,6 @@ functions of :mod:`probes.flow` convert from and to the user's pixels.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -17,9 +16,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from cwm.errors import ConfigError
+from cwm.errors import ConfigError, did_you_mean
 from probes import fields
-from probes import occlusion as occ
+from probes import visibility
 from probes.jacobian import (
     DEFAULT_FD_EPS,
     MODES,
@@ -76,7 +75,7 @@ class ProbeOptions:
     num_masks: int = DEFAULT_NUM_MASKS
     visible: float = DEFAULT_VISIBLE
     mode: str = "jvp"
-    occlusion_threshold: float = occ.DEFAULT_OCCLUSION_THRESHOLD
+    occlusion_threshold: float = visibility.DEFAULT_OCCLUSION_THRESHOLD
     consistency: bool = False
     sigma: float = DEFAULT_SIGMA
     refine: str = "gaussian"
@@ -98,8 +97,7 @@ class ProbeOptions:
         known = [f.name for f in dataclasses.fields(cls)]
         for key in kwargs:
             if key not in known:
-                close = difflib.get_close_matches(key, known, 1)
-                raise ConfigError(f"unknown flow option {key!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+                raise ConfigError(f"unknown flow option {key!r}" + did_you_mean(key, known))
         opts = cls(**kwargs)
         if opts.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)} (got {opts.mode!r})")
@@ -109,7 +107,7 @@ class ProbeOptions:
             raise ConfigError(f"stride must be >= 1 model pixels (got {opts.stride})")
         if opts.chunk_size is not None and opts.chunk_size < 1:
             raise ConfigError(f"chunk_size must be >= 1 (got {opts.chunk_size})")
-        occ.check_threshold(opts.occlusion_threshold)
+        visibility.check_threshold(opts.occlusion_threshold)
         if opts.max_flow is not None:
             check_max_flow(opts.max_flow)
         if opts.finest_side is not None and opts.finest_side < 8:
@@ -212,7 +210,7 @@ def grid_probe(predictor, f0: torch.Tensor, f1: torch.Tensor, stride: int, max_f
     out = probe(predictor, f0, f1, packing, opts, mode, masks)
     b = f0.shape[0]
     flow = out.flow.permute(1, 0, 2).reshape(b, gh, gw, 2)
-    score = occ.normalised_scores(out.strength).T.reshape(b, gh, gw)
+    score = visibility.normalised_scores(out.strength).T.reshape(b, gh, gw)
     weak = score < opts.occlusion_threshold
     # A weak source whose response may have fallen in a patch every mask reveals is unknown, not
     # occluded: it takes its neighbours' score, as it takes their flow.

@@ -37,6 +37,7 @@ import numpy as np
 
 from cwm.errors import ConfigError, InputError
 from cwm.frames import to_tensor_pair
+from probes.flow import flow as flow_probe
 
 MOTIONS = ("homography", "affine", "similarity", "none")
 #: Vertical disparity (pixels) at which stereo confidence falls to exp(-1/2) of the flow's.
@@ -116,8 +117,6 @@ def depth(predictor, frame0, frame1, stereo: bool = False, motion: str = "homogr
         InputError: a batch, frames of different sizes, or two identical frames.
         ConfigError: an unknown ``motion``.
     """
-    from probes.flow import flow as flow_probe
-
     if motion not in MOTIONS:
         raise ConfigError(f"motion must be one of {MOTIONS} (got {motion!r})")
     t0, t1, _ = to_tensor_pair(frame0, frame1)

@@ -26,7 +26,7 @@ import torch
 from cwm.errors import ConfigError, InputError
 from cwm.frames import Batch, check_points, resize, scale_points, to_tensor_pair
 from probes import fields, pyramid
-from probes import occlusion as occ
+from probes import visibility
 from probes.core import DEFAULT_MAX_FLOW_FRACTION, ProbeOptions, grid_probe, probe
 from probes.packing import check_max_flow, pack_points, unpacked
 from probes.results import FlowResult, TrackResult
@@ -83,7 +83,7 @@ def window_flow(predictor, f0: torch.Tensor, f1: torch.Tensor, stride: int, max_
             forward_jvp = forward
             back, _ = grid_probe(predictor, f0, f1, stride, max_flow, opts, "vjp", masks)
         for i in range(forward.shape[0]):
-            fb = occ.consistency_occlusion(forward_jvp[i].float().numpy(), back[i].float().numpy())
+            fb = visibility.consistency_occlusion(forward_jvp[i].float().numpy(), back[i].float().numpy())
             occluded[i] |= torch.from_numpy(fb)
     return forward, score.clamp(0, 1), occluded
 
@@ -105,7 +105,7 @@ def flow(predictor, frame0, frame1, **options) -> FlowResult | list[FlowResult]:
         mode: "jvp" (forward mode, default), "vjp" (reverse mode: backward flow of frame 1,
             inverted; occlusion by coverage) or "fd" (finite differences, no autograd needed).
         occlusion_threshold: occluded where strength / typical strength is below it
-            (:data:`probes.occlusion.DEFAULT_OCCLUSION_THRESHOLD`, 0.5), or where the flow
+            (:data:`probes.visibility.DEFAULT_OCCLUSION_THRESHOLD`, 0.5), or where the flow
             leaves the frame.
         consistency: also mark pixels that fail the forward-backward check (costs the other pass).
         sigma: bump standard deviation in model pixels (:data:`probes.core.DEFAULT_SIGMA`, 1).

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -67,9 +66,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cwm.errors import ConfigError, InputError
+from cwm.errors import ConfigError, InputError, did_you_mean
 from cwm.frames import check_points, resize, scale_points, to_tensor
 from cwm.masking import last_frame_mask
+from cwm.model import math_attention
+from probes.core import ProbeOptions
+from probes.flow import flow as flow_probe
+from probes.flow import window_flow
+from probes.jacobian import auto_chunk_size
+from probes.packing import pack_grid
 
 #: Automatic mode tries at most this many candidates per segment it may keep.
 MAX_TRIES_PER_SEGMENT = 3
@@ -278,9 +283,8 @@ def _resolve(config: SegmentConfig | None, overrides: dict[str, Any]) -> Segment
     names = {f.name for f in dataclasses.fields(SegmentConfig)}
     for key in overrides:
         if key not in names:
-            hint = difflib.get_close_matches(key, names, n=1)
-            raise ConfigError(f"segment: unknown option {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else
-                                                                    f"; options are {sorted(names)}"))
+            raise ConfigError(f"segment: unknown option {key!r}"
+                              + (did_you_mean(key, names) or f"; options are {sorted(names)}"))
     if "magnitudes" in overrides:
         overrides["magnitudes"] = tuple(np.atleast_1d(overrides["magnitudes"]).tolist())
     return dataclasses.replace(cfg, **overrides) if overrides else cfg
@@ -408,15 +412,11 @@ def _poke_maps(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], cfg: Segment
 
 def _chunk_size(predictor, cfg: SegmentConfig) -> int:
     """Predictor items per batched call (``cfg.chunk_size``, or the engine's automatic size)."""
-    from probes.jacobian import auto_chunk_size
-
     return cfg.chunk_size or auto_chunk_size(predictor)
 
 
 def _flow_tangents(predictor, opts) -> int:
     """Tangents one flow read takes per frame pair and mask (the packs of its source grid)."""
-    from probes.packing import pack_grid
-
     stride = opts.stride or predictor.patch_size
     return pack_grid((predictor.size[0] // stride, predictor.size[1] // stride), stride, opts.max_flow).num_packs
 
@@ -429,9 +429,6 @@ def _read_counterfactual(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], ma
 
     Each call holds as many pokes as leave room for all their tangents, so that the engine
     computes each poke's primal once and batches its tangents (vmap)."""
-    from probes.core import ProbeOptions
-    from probes.flow import window_flow
-
     chunk = _chunk_size(predictor, cfg)
     opts = ProbeOptions.from_kwargs({"max_flow": max_flow, "chunk_size": chunk, **cfg.flow, "num_masks": 1})
     stride = opts.stride or predictor.patch_size
@@ -450,9 +447,6 @@ def _read_reprobe(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], max_flow:
     """Flow ``[H, W, 2]`` and occlusion ``[H, W]`` from frame 0 to each poke's prediction, by
     predicting the counterfactual (one forward each) and running :func:`probes.flow.flow` on the
     pair with random masks over :data:`DEFAULT_FLOW_OPTIONS`."""
-    from probes.core import ProbeOptions
-    from probes.flow import flow as flow_probe
-
     chunk = _chunk_size(predictor, cfg)
     options = {**DEFAULT_FLOW_OPTIONS, "max_flow": max_flow, "chunk_size": chunk, **cfg.flow}
     preds = []
@@ -478,8 +472,6 @@ def _jacobian_maps(predictor, f0: torch.Tensor, pokes: Sequence[_Poke], cfg: Seg
     solved by least squares over a window (Lucas-Kanade normal equations, ridge-regularised).
     The two tangents (``d_x``, ``d_y``) of each poke are batched by ``vmap``, sharing its primal.
     """
-    from cwm.model import math_attention
-
     maps, step = [], max(1, _chunk_size(predictor, cfg) // 2)  # two tangents per poke
     for start in range(0, len(pokes), step):
         chunk = pokes[start:start + step]

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from cwm.errors import ConfigError, InputError
+from probes.flow import track
 
 MODES = ("direct", "chained", "cfg")
 DEFAULT_GAP = 5
@@ -228,8 +229,6 @@ def track_video(pair: PairTracker, frames, queries, mode: str = "chained", gap: 
 def probe_pair_tracker(predictor, **options) -> PairTracker:
     """The CWM's pair tracker: :func:`probes.flow.track` with ``options``. Points are clamped to
     the pixel centres' range ``[0, W-1] x [0, H-1]`` first (the probe's domain)."""
-    from probes.flow import track
-
     def pair(frame_a: np.ndarray, frame_b: np.ndarray, points: np.ndarray):
         h, w = frame_a.shape[:2]
         pts = np.clip(np.asarray(points, np.float64), 0, [w - 1, h - 1])
