@@ -21,7 +21,7 @@ import torch
 
 from cwm.atomic import atomic_write
 from cwm.config import FORMAT_VERSION, CWMConfig
-from cwm.errors import ConfigError, WeightsError, shown
+from cwm.errors import ConfigError, WeightsError, closest, shown
 from cwm.model import CWM, build_model
 
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
@@ -317,11 +317,9 @@ def load_model(name_or_path: str | Path, heads: tuple[int, int] | None = None) -
 
 
 def _unknown(name: str) -> WeightsError:
-    import difflib
-
     from cwm import hub
 
-    close = difflib.get_close_matches(name, hub.WEIGHTS, 1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
+    close = closest(name, hub.WEIGHTS)
+    hint = f"did you mean '{close}'? " if close else ""
     return WeightsError(f"'{name}' is not a file or folder, a registered name or a Hugging Face hub id "
                         f"(org/name); {hint}(registered: {', '.join(hub.WEIGHTS)})")

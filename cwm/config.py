@@ -6,14 +6,13 @@ stored as ``config.json`` beside ``model.safetensors`` (see :mod:`cwm.checkpoint
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cwm.errors import ConfigError, shown
+from cwm.errors import ConfigError, closest, did_you_mean, shown
 
 #: Bumped when config.json changes incompatibly; newer files are refused with a clear error.
 FORMAT_VERSION = 1
@@ -154,8 +153,7 @@ class CWMConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(str(k) for k in d if k not in known)
         if unknown:
-            hints = [f"{shown(u)} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(u, known, 1))
-                     else shown(u) for u in unknown]
+            hints = [f"{shown(u)} (did you mean {m}?)" if (m := closest(u, known)) else shown(u) for u in unknown]
             raise ConfigError(f"unknown config field(s): {', '.join(hints)}")
         return cls(**d)
 
@@ -209,7 +207,5 @@ VARIANTS: dict[str, CWMConfig] = {
 def get_variant(name: str) -> CWMConfig:
     """Return the config of a named variant; unknown names get a "did you mean" hint."""
     if name not in VARIANTS:
-        close = difflib.get_close_matches(name, VARIANTS, 1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown variant '{name}'{hint} (known: {', '.join(VARIANTS)})")
+        raise ConfigError(f"unknown variant '{name}'{did_you_mean(name, VARIANTS)} (known: {', '.join(VARIANTS)})")
     return VARIANTS[name]

@@ -40,3 +40,18 @@ def shown(value: object, limit: int = 40) -> str:
     """``value`` for an error message: its repr, on one line, cut to ``limit`` characters."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def closest(name: str, choices, cutoff: float = 0.6) -> str | None:
+    """The one name of ``choices`` closest to ``name`` (:func:`difflib.get_close_matches`), or None."""
+    import difflib
+
+    found = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=cutoff)
+    return found[0] if found else None
+
+
+def did_you_mean(name: str, choices, cutoff: float = 0.6) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices`` to ``name``, or ``""``: the one hint
+    every "unknown name" message of cwm, probes and pretrain appends."""
+    close = closest(name, choices, cutoff)
+    return f"; did you mean '{close}'?" if close else ""

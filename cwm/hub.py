@@ -9,7 +9,6 @@ where it has one; a cached file is used as is. Hugging Face hub repositories are
 """
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 from urllib.error import HTTPError
 
 from cwm.atomic import atomic_write
-from cwm.errors import WeightsError
+from cwm.errors import WeightsError, did_you_mean
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -85,9 +84,8 @@ def cache_dir() -> Path:
 
 def get_entry(name: str) -> WeightsEntry:
     if name not in WEIGHTS:
-        close = difflib.get_close_matches(name, WEIGHTS, 1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise WeightsError(f"no registered weights named '{name}'{hint} (registered: {', '.join(WEIGHTS)})")
+        raise WeightsError(f"no registered weights named '{name}'{did_you_mean(name, WEIGHTS)} "
+                           f"(registered: {', '.join(WEIGHTS)})")
     return WEIGHTS[name]
 
 

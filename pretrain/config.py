@@ -15,7 +15,6 @@ against the field types (no silent fallback to a default).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 import typing
@@ -26,7 +25,7 @@ from typing import Any
 import yaml
 
 from cwm.config import CWMConfig, get_variant
-from cwm.errors import ConfigError
+from cwm.errors import ConfigError, did_you_mean
 
 Range = list  # a scalar or a [lo, hi] pair in YAML
 
@@ -277,8 +276,8 @@ def _fields(obj: Any) -> dict[str, dataclasses.Field]:
 
 
 def _unknown(name: str, known: typing.Iterable[str], where: str) -> ConfigError:
-    close = difflib.get_close_matches(name, list(known), 1)
-    hint = f"; did you mean '{close[0]}'?" if close else f" (known: {', '.join(known)})"
+    known = list(known)
+    hint = did_you_mean(name, known) or f" (known: {', '.join(known)})"
     return ConfigError(f"unknown config key '{where}{name}'{hint}")
 
 

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from cwm.errors import ConfigError
+from cwm.errors import ConfigError, did_you_mean
 
 Size = tuple[int, int]
 
@@ -76,17 +75,13 @@ def resolve_config(config: SceneConfig | None, preset: str | None,
     if config is None:
         name = preset or "default"
         if name not in PRESETS:
-            hint = difflib.get_close_matches(name, PRESETS, n=1)
-            raise ConfigError(f"unknown scene preset {name!r}"
-                              + (f"; did you mean {hint[0]!r}?" if hint else
-                                 f"; choose from {sorted(PRESETS)}"))
+            hint = did_you_mean(name, PRESETS)
+            raise ConfigError(f"unknown scene preset {name!r}" + (hint or f"; choose from {sorted(PRESETS)}"))
         config = PRESETS[name]
     names = {f.name for f in dataclasses.fields(SceneConfig)}
     for key in overrides:
         if key not in names:
-            hint = difflib.get_close_matches(key, names, n=1)
-            raise ConfigError(f"unknown SceneConfig field {key!r}"
-                              + (f"; did you mean {hint[0]!r}?" if hint else ""))
+            raise ConfigError(f"unknown SceneConfig field {key!r}" + did_you_mean(key, names))
     return dataclasses.replace(config, **overrides) if overrides else config
 
 
