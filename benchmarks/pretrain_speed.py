@@ -7,6 +7,14 @@ over the whole step time, after the first steps (worker start-up) are left out. 
 input tokens, ``T * h * w`` per clip. Target: data_fraction < 0.10 with 2 workers.
 
     python benchmarks/pretrain_speed.py --out pretrain_speed.json
+
+``--step`` times the optimizer step alone instead (no data loading): the official-style step
+(:mod:`step_reference`) against ours at encoder 192x6, decoder 128x2, 64 px, patch 8, batch 32,
+on the same weights, masks and batch, fp32 and bf16, alternating timed windows of the two so that
+other load on the machine hits both alike; and the ViT-B/8 224 step (``eccv2024_2frame_b8``) on
+this CPU, with its FLOPs and an estimated GPU MFU:
+
+    python benchmarks/pretrain_speed.py --step --out pretrain_step.json
 """
 from __future__ import annotations
 
@@ -58,7 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 2),
                    help="torch threads (default: the cores left after 2 workers, at least 1)")
     p.add_argument("--precision", default="no", choices=["no", "bf16"])
+    p.add_argument("--step", action="store_true", help="time the optimizer step: official style vs ours (see above)")
+    p.add_argument("--compile", action="store_true", help="--step: also time ours under torch.compile")
+    p.add_argument("--rounds", type=int, default=5, help="--step: alternating timed windows per precision")
     args = p.parse_args(argv)
+    if args.step:
+        from pretrain_step import run_step_benchmark
+
+        return run_step_benchmark(args)
     load_start = [round(x, 2) for x in os.getloadavg()]  # other work on the machine skews the figures
     with tempfile.TemporaryDirectory() as tmp:
         videos = Path(args.videos) if args.videos else Path(tmp) / "videos"

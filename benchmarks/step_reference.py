@@ -5,8 +5,9 @@ The reference follows the official CWM pretraining model (neuroailab/cwm_dynamic
 as explicit ``softmax(q k^T * scale) v`` matmuls, a qkv projection with separate q and v biases
 (no k bias), the encoder over the visible tokens, the decoder over all tokens, the head on the
 masked ones; ``torch.optim.AdamW`` with its defaults (one tensor at a time on a CPU). Ours is
-:class:`cwm.model.CWM` (timm blocks: PyTorch's fused scaled-dot-product attention) with AdamW
-``fused=True`` and, as an option, ``torch.compile``. Both: masked-patch MSE, clipping at 1.0,
+:class:`cwm.model.CWM` (timm blocks: PyTorch's fused scaled-dot-product attention, or explicit
+matmuls on a CPU under bf16: :func:`pretrain.train.attention_for`) with the fused AdamW
+(:func:`pretrain.train.adamw`), as ``pretrain.train`` runs it, and, as an option, ``torch.compile``. Both: masked-patch MSE, clipping at 1.0,
 weight decay 0.05 on matrices only. :func:`copy_weights` loads our weights into the reference, so
 the first losses agree (checked by :func:`make_steps`).
 """
@@ -22,7 +23,7 @@ from torch import nn
 from cwm.config import CWMConfig
 from cwm.model import build_model, sincos_table
 from pretrain.objective import mask_from_noise, masked_mse, masked_targets
-from pretrain.train import param_groups
+from pretrain.train import adamw, attention_for, param_groups
 
 #: The issue's comparison shape: encoder 192x6, decoder 128x2, 64 px, patch 8, two frames.
 SHAPE = CWMConfig(img_size=(64, 64), patch_size=8, enc_dim=192, enc_depth=6, enc_heads=3,
@@ -150,7 +151,8 @@ def make_steps(cfg: CWMConfig = SHAPE, batch: int = 32, ratio: float = 0.9, prec
         return step
 
     ref_opt = torch.optim.AdamW(param_groups(ref, 0.05), lr=1e-4, betas=(0.9, 0.95))
-    our_opt = torch.optim.AdamW(param_groups(ours, 0.05), lr=1e-4, betas=(0.9, 0.95), fused=True)
+    our_opt = adamw(param_groups(ours, 0.05), 1e-4, (0.9, 0.95))  # as pretrain.train builds it
+    attention_for(ours, torch.device(device).type, precision)
     forward = torch.compile(ours) if compile_ else ours
     with torch.no_grad(), autocast():
         a, b = float(masked_mse(ref(x, mask), target)), float(masked_mse(ours(x, mask), target))

@@ -68,6 +68,30 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
 
 
 # ----------------------------------------------------------------------------------- setup
+def adamw(groups: list[dict[str, Any]], lr: float, betas: tuple[float, float], fused: bool = True):
+    """AdamW, fused (one kernel for all tensors, CPU and CUDA; about 3x faster than the default
+    per-tensor loop on a CPU, the same update to rounding) where ``fused`` and torch has it."""
+    try:
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+    except (RuntimeError, TypeError, ValueError):  # a torch or device without the fused kernel
+        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+
+def attention_for(model: torch.nn.Module, device_type: str, precision: str) -> None:
+    """On a CPU under bf16, attention as explicit matmuls: PyTorch's fused CPU attention kernel is
+    slower in bf16 than the bf16 matmuls (a 64 px step: 548 vs 381 ms forward+backward). fp32 and
+    GPUs keep the fused kernel; the model's values are unchanged either way (to rounding)."""
+    if device_type == "cpu" and precision == "bf16":
+        for m in model.modules():
+            if hasattr(m, "fused_attn"):
+                m.fused_attn = False
+
+
+def _plain_data_parallel(acc) -> bool:
+    """True unless FSDP or DeepSpeed owns the optimizer's tensors (they get torch's default)."""
+    return acc.distributed_type.name in ("NO", "MULTI_GPU", "MULTI_CPU")
+
+
 def _accelerator(cfg: PretrainConfig):
     from accelerate import Accelerator
 
@@ -196,7 +220,8 @@ def train(cfg: PretrainConfig, resume: Any = None) -> TrainResult:
     loader = _dataloader(cfg, bundle, pin=acc.device.type == "cuda")
     lr = lr_for(cfg, unit)
     o = cfg.optim
-    optimizer = torch.optim.AdamW(param_groups(model, o.weight_decay), lr=lr, betas=tuple(o.betas))
+    optimizer = adamw(param_groups(model, o.weight_decay), lr, tuple(o.betas), fused=_plain_data_parallel(acc))
+    attention_for(model, acc.device.type, acc.mixed_precision)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: cosine_factor(s, o.warmup_steps, t.max_steps, o.min_lr_ratio))
     evaluator = Evaluator(eval_batch(bundle.dataset, t.eval_batch), model_cfg, cfg.eval_mask_ratio(), acc.device)
