@@ -73,7 +73,26 @@ class SharedFlow:
         return self.results[key]
 
 
-def _cwm_methods(weights: str | None) -> tuple[dict, dict, dict, dict]:
+def confidence_split(shared: SharedFlow, quick: bool) -> dict[str, float]:
+    """Does the confidence mean something? Per scene, the EPE of the most confident half of the
+    pixels and of the rest (pixels ranked by ``FlowResult.confidence``), averaged over the suite;
+    the target is ``ratio = confident / rest <= 0.5``. Reads the shared probe results."""
+    from cwm.evaluation import default_suite, make_suite_scenes
+    from cwm.metrics import endpoint_error
+
+    confident, rest = [], []
+    for scene in make_suite_scenes(default_suite(quick)):
+        result = shared(*scene.pair(0))
+        err = endpoint_error(result.flow, scene.flow[0]).ravel()
+        order = np.argsort(-result.confidence.ravel(), kind="stable")
+        half = len(order) // 2
+        confident.append(err[order[:half]].mean())
+        rest.append(err[order[half:]].mean())
+    c, r = float(np.mean(confident)), float(np.mean(rest))
+    return {"epe_confident_half": c, "epe_rest": r, "ratio": c / r}
+
+
+def _cwm_methods(weights: str | None) -> tuple[dict, dict, dict, dict, SharedFlow | None]:
     """The CWM flow, occlusion, depth and segment probes as methods named "cwm" (segments also
     "cwm_jacobian", the Jacobian variant), if the weights load."""
     import cwm
@@ -84,14 +103,14 @@ def _cwm_methods(weights: str | None) -> tuple[dict, dict, dict, dict]:
     except CWMError:
         if weights:
             raise
-        return {}, {}, {}, {}
+        return {}, {}, {}, {}, None
     shared = SharedFlow(predictor)
     flow = {"cwm": lambda f0, f1: shared(f0, f1).flow}
     occlusion = {"cwm": lambda f0, f1: shared(f0, f1).occlusion}
     depth = {"cwm": lambda f0, f1: depth_from_flow(shared(f0, f1), stereo=True).inverse_depth}
     segments = {"cwm": lambda f0, f1, points: predictor.segment(f0, points).masks,
                 "cwm_jacobian": lambda f0, f1, points: predictor.segment(f0, points, method="jacobian").masks}
-    return flow, occlusion, depth, segments
+    return flow, occlusion, depth, segments, shared
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         extra = {kind: dict(_load_method(s) for s in getattr(args, kind))
                  for kind in ("flow", "occlusion", "depth")}
-        cwm_flow, cwm_occlusion, cwm_depth, cwm_segments = _cwm_methods(args.weights)
+        cwm_flow, cwm_occlusion, cwm_depth, cwm_segments, shared = _cwm_methods(args.weights)
     except CWMError as exc:
         parser.error(str(exc))
     extra["flow"], extra["occlusion"] = {**cwm_flow, **extra["flow"]}, {**cwm_occlusion, **extra["occlusion"]}
@@ -116,8 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     report = run_benchmark(extra["flow"], extra["occlusion"], extra["depth"], quick=args.quick,
                            segment_methods=cwm_segments)
+    if shared is not None:
+        report["cwm_confidence"] = confidence_split(shared, args.quick)
     report["wall_seconds"] = time.perf_counter() - start
     print(format_report(report))
+    if shared is not None:
+        c = report["cwm_confidence"]
+        print(f"\ncwm confidence: EPE {c['epe_confident_half']:.3f} on the most confident half of the "
+              f"pixels, {c['epe_rest']:.3f} on the rest (ratio {c['ratio']:.2f}; target <= 0.5)")
     print(f"\nwall time {report['wall_seconds']:.1f} s")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -185,12 +185,42 @@ def known_shifts(predictor) -> dict[str, float]:
     return {"cwm_epe": float(np.mean(epe)), "zero_epe": float(np.mean(zero))}
 
 
+def figure(predictor, path: str) -> None:
+    """Rows of frame 0 | DIS flow | cwm flow | cwm confidence on pairs of two real clips (one
+    colour scale per row, the largest DIS motion), written to ``path`` as PNG."""
+    import cv2
+
+    from cwm import viz
+    from cwm.baselines import dis_flow
+    from cwm.io import write_image
+
+    rows = []
+    for name in ("vtest (street, 768x576)", "visp mire-2 (384x288)"):
+        folder, rel, kind = CLIPS[name]
+        f0, f1 = clip_pairs(folder, rel, kind, 3)[1]
+        dis, result = dis_flow(f0, f1), predictor.flow(f0, f1)
+        scale = max(1.0, float(np.percentile(np.hypot(dis[..., 0], dis[..., 1]), 99)))
+        conf = (np.clip(result.confidence, 0, 1) * 255).astype(np.uint8)
+        panels = [f0, viz.flow_to_color(dis, scale), viz.flow_to_color(result.flow, scale), conf]
+        width = 320
+        panels = [cv2.resize(p, (width, round(p.shape[0] * width / p.shape[1])), interpolation=cv2.INTER_AREA)
+                  for p in panels]
+        short = name.split(" (")[0]
+        rows.append(viz.side_by_side(panels, [f"{short}: frame 0", "OpenCV DIS (full res)", "cwm flow",
+                                              "cwm confidence"]))
+    width = max(r.shape[1] for r in rows)
+    sheet = np.concatenate([np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=255)
+                            for r in rows])
+    write_image(path, sheet, overwrite=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--weights", default="default", help="weights to score (default: the embedded model)")
     ap.add_argument("--out", help="write the results here as JSON")
     ap.add_argument("--quick", action="store_true", help="3 pairs per clip, 3 synthetic scenes per size")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--figure", help="also write a PNG of real pairs: frame, DIS, cwm flow, confidence")
     args = ap.parse_args(argv)
     locate()
     import torch
@@ -217,6 +247,9 @@ def main(argv=None) -> int:
     report = {"weights": args.weights, "quick": args.quick, "clips": rows, "below_zero_every_clip": zero_ok,
               "mean_cwm_over_dis": mean_ratio, "identical_frames": ident, "aloe": st, "known_shifts": ks,
               "seconds_per_640x480_pair": speed, "torch_threads": torch.get_num_threads()}
+    if args.figure:
+        figure(predictor, args.figure)
+        print(f"wrote {args.figure}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
