@@ -37,7 +37,7 @@ import numpy as np
 
 from cwm.errors import ConfigError, InputError
 from cwm.frames import to_tensor_pair
-from probes.flow import flow as flow_probe
+from probes import flow as flow_module  # looked up at call time: probes.flow.flow may be replaced (tests spy on it)
 
 MOTIONS = ("homography", "affine", "similarity", "none")
 #: Vertical disparity (pixels) at which stereo confidence falls to exp(-1/2) of the flow's.
@@ -126,7 +126,7 @@ def depth(predictor, frame0, frame1, stereo: bool = False, motion: str = "homogr
         raise InputError("depth: frame0 and frame1 are identical, so there is no parallax; depth needs "
                          "two views of a moving camera (single-image depth is not available from a "
                          "two-frame CWM, see probes.depth)")
-    result = flow_probe(predictor, frame0, frame1, **(flow_options or {}))
+    result = flow_module.flow(predictor, frame0, frame1, **(flow_options or {}))
     return depth_from_flow(result[0] if isinstance(result, list) else result, stereo, motion)  # a batch of one
 
 

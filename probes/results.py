@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +133,54 @@ def _save_arrays(path: Path, arrays: np.ndarray | dict[str, np.ndarray], overwri
             np.savez_compressed(fh, **arrays)
         else:
             np.save(fh, arrays)
+
+
+@dataclass
+class SegmentResult:
+    """Spelke segments of one image, at the input's resolution.
+
+    Attributes:
+        masks: ``[N, H, W]`` bool, one per prompt point (or per object found).
+        scores: ``[N]`` float32, the mean raw affinity inside each mask: about 1 when the
+            segment followed the poke fully, lower when it moved partly or not at all.
+        points: ``[N, 2]`` float32 ``(x, y)`` prompt points (or the chosen ones), input pixels.
+        affinity: ``[N, H, W]`` float32 normalised affinity in [0, 1] before thresholding.
+        thresholds: ``[N]`` float32 threshold applied to each affinity map.
+        cost: predictor work spent, in batch items: ``{"forwards", "jvps", "vjps"}`` (plain
+            forwards; forward-mode items, one per tangent; forwards that build a reverse-mode
+            graph, whose backward passes are not counted).
+        image: the input image, uint8 ``[H, W, 3]`` (for :meth:`visualize`).
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    points: np.ndarray
+    affinity: np.ndarray
+    thresholds: np.ndarray
+    cost: dict[str, int]
+    image: np.ndarray = field(repr=False)
+
+    def numpy(self) -> np.ndarray:
+        """The masks, ``[N, H, W]`` bool."""
+        return self.masks
+
+    def visualize(self) -> np.ndarray:
+        """The image with each mask tinted in its own colour and the points drawn: uint8 ``[H, W, 3]``."""
+        from cwm import viz
+
+        out = viz.overlay_segments(self.image, self.masks) if len(self.masks) else self.image.copy()
+        return viz.points_overlay(out, self.points, radius=max(2, min(self.image.shape[:2]) // 64))
+
+    def save(self, path: str | Path, overwrite: bool = False) -> None:
+        """Write the overlay (``.png``, ``.jpg``, ...) or the arrays (``.npz``)."""
+        path = Path(path)
+        if path.suffix.lower() == ".npz":
+            from cwm.atomic import atomic_write
+
+            with atomic_write(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
+                np.savez_compressed(fh, masks=self.masks, scores=self.scores, points=self.points,
+                                    affinity=self.affinity, thresholds=self.thresholds)
+            return
+        from cwm.io import write_image
+
+        write_image(path, self.visualize(), overwrite=overwrite)
