@@ -120,3 +120,27 @@ def check_points(points, size: tuple[int, int], name: str = "points") -> np.ndar
         x, y = p[np.argmax(bad)]
         raise InputError(f"{name}: point ({x:g}, {y:g}) is outside the {w}x{h} image")
     return p
+
+
+def shift_image(img: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """``img [B, C, H, W]`` moved by ``d [B, 2]`` = ``(dx, dy)`` pixels: ``out(x) = img(x - d)``.
+
+    Separable Catmull-Rom (cubic convolution) interpolation, border-replicated, as two banded
+    matrix products, so that it is differentiable in ``img`` and ``d`` in forward mode too. At
+    whole-pixel shifts its derivative in ``d`` is minus the central-difference gradient of the
+    shifted image, the gradient the probes read motion with (bilinear would be one-sided).
+    """
+    rows = _shift_matrix(d[:, 1], img.shape[2], img.dtype)  # (B, H, H)
+    cols = _shift_matrix(d[:, 0], img.shape[3], img.dtype)  # (B, W, W)
+    return rows[:, None] @ img @ cols[:, None].transpose(-1, -2)
+
+
+def _shift_matrix(shift: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """``[B, n, n]``: row i holds the Catmull-Rom weights of the source pixels of output ``i``."""
+    pos = torch.arange(n, dtype=dtype, device=shift.device)[None] - shift.to(dtype)[:, None]  # (B, n)
+    base = pos.detach().floor()
+    t = pos - base
+    weights = torch.stack([(-t ** 3 + 2 * t ** 2 - t) / 2, (3 * t ** 3 - 5 * t ** 2 + 2) / 2,
+                           (-3 * t ** 3 + 4 * t ** 2 + t) / 2, (t ** 3 - t ** 2) / 2], -1)  # (B, n, 4)
+    idx = (base.long()[..., None] + torch.arange(-1, 3, device=shift.device)).clamp(0, n - 1)
+    return torch.zeros(*pos.shape, n, dtype=dtype, device=shift.device).scatter_add(2, idx, weights)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from einops import rearrange
 
@@ -159,3 +160,12 @@ def last_frame_mask(last: torch.Tensor, num_frames: int) -> torch.Tensor:
     """Full mask ``[B, T*h*w]`` from a last-frame mask ``[B, h*w]`` (True = masked); earlier frames visible."""
     b, n = last.shape
     return torch.cat([torch.zeros(b, (num_frames - 1) * n, dtype=torch.bool, device=last.device), last.bool()], 1)
+
+
+def patch_at(x: float, y: float, patch_size: int, grid: Grid) -> int:
+    """Index ``i*w + j`` of the patch holding the point ``(x, y)`` (model pixels, pixel centres at
+    whole numbers, so patch ``j`` spans ``[j*p - 0.5, (j+1)*p - 0.5)``), clamped to the grid."""
+    gh, gw = grid
+    i = int(np.clip(np.floor((y + 0.5) / patch_size), 0, gh - 1))
+    j = int(np.clip(np.floor((x + 0.5) / patch_size), 0, gw - 1))
+    return i * gw + j

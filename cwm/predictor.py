@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from cwm.errors import ConfigError, InputError, shown
-from cwm.frames import check_points, from_tensor, resize, scale_points, to_tensor, to_tensor_pair
-from cwm.masking import last_frame_mask, make_mask
+from cwm.frames import check_points, from_tensor, resize, scale_points, shift_image, to_tensor, to_tensor_pair
+from cwm.masking import last_frame_mask, make_mask, mask_from_visible, patch_at
 from cwm.model import CWM
 
 Point = tuple[float, float]
@@ -269,7 +269,7 @@ class CWMPredictor:
                 raise InputError(f"move {i}: expected ((x, y), (dx, dy)) (got {move!r})") from None
             check_points([(x, y)], size, f"move {i} source")
             tx, ty = check_points([(x + dx, y + dy)], size, f"move {i} target")[0]
-            shifted = _translate(f0, dx, dy)
+            shifted = shift_image(f0, torch.tensor([[dx, dy]], dtype=f0.dtype).expand(f0.shape[0], -1))
             idx = self._patch_index((tx, ty), size)
             # Paint the target patch's footprint (in user pixels) with frame 0 translated by (dx, dy).
             y0, y1, x0, x1 = self._patch_box(idx, size)
@@ -279,10 +279,7 @@ class CWMPredictor:
 
     def _patch_index(self, point: Point, size: tuple[int, int]) -> int:
         (mx, my), = scale_points([point], size, self.size)
-        p, (gh, gw) = self.patch_size, self.grid
-        i = int(np.clip(np.floor((my + 0.5) / p), 0, gh - 1))
-        j = int(np.clip(np.floor((mx + 0.5) / p), 0, gw - 1))
-        return i * gw + j
+        return patch_at(mx, my, self.patch_size, self.grid)
 
     def _patch_box(self, idx: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
         """Pixel box ``(y0, y1, x0, x1)`` in user pixels covering model patch ``idx``."""
@@ -295,18 +292,4 @@ class CWMPredictor:
 
 def make_mask_from_patches(batch: int, visible: Sequence[int], num_frames: int, grid: tuple[int, int]) -> torch.Tensor:
     """``[B, T*h*w]`` mask (True = masked) revealing the given last-frame patches in every sample."""
-    n = grid[0] * grid[1]
-    last = torch.ones(batch, n, dtype=torch.bool)
-    if len(visible):
-        last[:, torch.as_tensor(list(visible), dtype=torch.long)] = False
-    return last_frame_mask(last, num_frames)
-
-
-def _translate(img: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
-    """``img [B, 3, H, W]`` moved by ``(dx, dy)`` pixels (bilinear, border-replicated): out(p) = img(p - d)."""
-    b, _, h, w = img.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=img.dtype), torch.arange(w, dtype=img.dtype), indexing="ij")
-    gx = (xs - dx + 0.5) / w * 2 - 1
-    gy = (ys - dy + 0.5) / h * 2 - 1
-    grid = torch.stack([gx, gy], -1)[None].expand(b, -1, -1, -1)
-    return torch.nn.functional.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return mask_from_visible([list(visible)] * batch, num_frames, grid)

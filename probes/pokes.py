@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cwm.masking import last_frame_mask
+from cwm.frames import shift_image
+from cwm.masking import last_frame_mask, patch_at
 from probes.segment_config import SegmentConfig
 
 
@@ -66,8 +67,7 @@ def make_poke(predictor, point, d, seed_key, cfg: SegmentConfig) -> Poke:
 
 
 def patch_of(predictor, x: float, y: float) -> int:
-    p, (gh, gw) = predictor.patch_size, predictor.grid
-    return int(np.clip(y // p, 0, gh - 1)) * gw + int(np.clip(x // p, 0, gw - 1))
+    return patch_at(x, y, predictor.patch_size, predictor.grid)
 
 
 def patch_box(predictor, idx: int) -> tuple[int, int, int, int]:
@@ -97,27 +97,3 @@ def poke_inputs(predictor, f0: torch.Tensor, pokes: Sequence[Poke], d: torch.Ten
     frame1 = frame0 * (1 - box) + shift_image(frame0, d) * box
     frames = [frame0] * (predictor.num_frames - 1) + [frame1]
     return torch.stack(frames, dim=2), last_frame_mask(last, predictor.num_frames).to(f0.device)
-
-
-def shift_image(img: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """``img [B, C, H, W]`` moved by ``d [B, 2]`` = ``(dx, dy)`` pixels: ``out(x) = img(x - d)``.
-
-    Separable Catmull-Rom (cubic convolution) interpolation, border-replicated, as two banded
-    matrix products, so that it is differentiable in ``img`` and ``d`` in forward mode too. At
-    whole-pixel shifts its derivative in ``d`` is minus the central-difference gradient of the
-    shifted image, the gradient the probes read motion with (bilinear would be one-sided).
-    """
-    rows = _shift_matrix(d[:, 1], img.shape[2], img.dtype)  # (B, H, H)
-    cols = _shift_matrix(d[:, 0], img.shape[3], img.dtype)  # (B, W, W)
-    return rows[:, None] @ img @ cols[:, None].transpose(-1, -2)
-
-
-def _shift_matrix(shift: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
-    """``[B, n, n]``: row i holds the Catmull-Rom weights of the source pixels of output ``i``."""
-    pos = torch.arange(n, dtype=dtype, device=shift.device)[None] - shift.to(dtype)[:, None]  # (B, n)
-    base = pos.detach().floor()
-    t = pos - base
-    weights = torch.stack([(-t ** 3 + 2 * t ** 2 - t) / 2, (3 * t ** 3 - 5 * t ** 2 + 2) / 2,
-                           (-3 * t ** 3 + 4 * t ** 2 + t) / 2, (t ** 3 - t ** 2) / 2], -1)  # (B, n, 4)
-    idx = (base.long()[..., None] + torch.arange(-1, 3, device=shift.device)).clamp(0, n - 1)
-    return torch.zeros(*pos.shape, n, dtype=dtype, device=shift.device).scatter_add(2, idx, weights)
