@@ -20,6 +20,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+#: Fields older config.json files hold that no longer mean anything; read and ignored.
+#: ``mask_ratio`` (0.99) was written but never read: the revealed fraction is a call's ``visible``.
+LEGACY_FIELDS = ("mask_ratio",)
+
+
 @dataclass(frozen=True)
 class CWMConfig:
     """Architecture and preprocessing of a CWM.
@@ -38,7 +43,10 @@ class CWMConfig:
         k_bias: whether the checkpoint has a learned attention ``k_bias`` (ECCV 2024 releases);
             the official code also gives ``encoder_to_decoder`` a bias exactly when this is set.
         mean, std: per-channel normalisation applied to RGB in [0, 1] before the model.
-        mask_ratio: default fraction of last-frame patches that are masked (to be predicted).
+
+    How much of frame 1 a call reveals is the caller's choice, not the architecture's: it is the
+    ``visible`` fraction of :meth:`cwm.predictor.CWMPredictor.predict` and of the probes
+    (:data:`LEGACY_FIELDS` lists the old ``mask_ratio`` field, still read and ignored).
     """
 
     img_size: tuple[int, int] | None = (224, 224)
@@ -54,7 +62,6 @@ class CWMConfig:
     k_bias: bool = False
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    mask_ratio: float = 0.99
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -66,7 +73,6 @@ class CWMConfig:
         for name in _INT_FIELDS:  # numpy integers become plain ints (config.json must serialise)
             object.__setattr__(self, name, int(getattr(self, name)))
         object.__setattr__(self, "mlp_ratio", float(self.mlp_ratio))
-        object.__setattr__(self, "mask_ratio", float(self.mask_ratio))
         object.__setattr__(self, "k_bias", bool(self.k_bias))
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
@@ -84,9 +90,8 @@ class CWMConfig:
             raise ConfigError(f"img_size must be null, an integer or [H, W] integers (got {shown(size)})")
         if size is not None and min((size, size) if _is_int(size) else size) < 1:
             raise ConfigError(f"img_size must be positive (got {shown(size)})")
-        for name in ("mlp_ratio", "mask_ratio"):
-            if not _is_real(getattr(self, name)):
-                raise ConfigError(f"{name} must be a finite number (got {shown(getattr(self, name))})")
+        if not _is_real(self.mlp_ratio):
+            raise ConfigError(f"mlp_ratio must be a finite number (got {shown(self.mlp_ratio)})")
         if not isinstance(self.k_bias, (bool, _np_bool())):
             raise ConfigError(f"k_bias must be true or false (got {shown(self.k_bias)})")
         for name in ("mean", "std"):
@@ -105,8 +110,6 @@ class CWMConfig:
             dim, heads = getattr(self, f"{name}_dim"), getattr(self, f"{name}_heads")
             if heads < 1 or dim % heads:
                 raise ConfigError(f"{name}_dim {dim} is not divisible by {name}_heads {heads}")
-        if not 0.0 <= self.mask_ratio < 1.0:
-            raise ConfigError(f"mask_ratio must be in [0, 1) (got {self.mask_ratio})")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError("mean and std must each hold 3 values, std > 0")
         if not self.mlp_ratio * min(self.enc_dim, self.dec_dim) >= 1:
@@ -151,6 +154,7 @@ class CWMConfig:
         if not isinstance(d, Mapping):
             raise ConfigError(f"a config must be a JSON object of fields, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k not in LEGACY_FIELDS}
         unknown = sorted(str(k) for k in d if k not in known)
         if unknown:
             hints = [f"{shown(u)} (did you mean {m}?)" if (m := closest(u, known)) else shown(u) for u in unknown]

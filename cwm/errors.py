@@ -55,3 +55,16 @@ def did_you_mean(name: str, choices, cutoff: float = 0.6) -> str:
     every "unknown name" message of cwm, probes and pretrain appends."""
     close = closest(name, choices, cutoff)
     return f"; did you mean '{close}'?" if close else ""
+
+
+def unknown_options(parser, extras) -> str:
+    """One-line message for command-line arguments ``extras`` that ``parser`` (argparse) does not
+    know, with the closest option names: shared by ``cwm`` and ``python -m pretrain``."""
+    options = [s for a in parser._actions for s in a.option_strings]
+    hints = []
+    for arg in extras:
+        name = arg.split("=", 1)[0]
+        close = closest(name, options) if name.startswith("-") else None
+        hints += [close] if close else []
+    hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+    return f"unrecognized argument{'s' if len(extras) > 1 else ''}: {' '.join(extras)}{hint}"

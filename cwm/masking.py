@@ -18,6 +18,14 @@ from cwm.errors import ConfigError
 Grid = tuple[int, int]
 
 
+#: Fraction of frame-1 patches :meth:`cwm.predictor.CWMPredictor.predict` reveals by default (at
+#: least one patch): nearly the factual prediction of frame 1 from frame 0. One concept, one name:
+#: inference calls it ``visible`` (revealed fraction; the probes' default is
+#: :data:`probes.core.DEFAULT_VISIBLE`); pretraining and :func:`make_mask` take ``mask_ratio``,
+#: the masked fraction, ``1 - visible``.
+PREDICT_VISIBLE = 0.01
+
+
 def patchify(frames: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Cut frames into flat patches.
 

@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import torch
 
 from cwm.errors import ConfigError, InputError, shown
 from cwm.frames import check_points, from_tensor, resize, scale_points, shift_image, to_tensor, to_tensor_pair
-from cwm.masking import last_frame_mask, make_mask, mask_from_visible, patch_at
+from cwm.masking import PREDICT_VISIBLE, last_frame_mask, make_mask, mask_from_visible, patch_at
 from cwm.model import CWM
+
+if TYPE_CHECKING:  # the probes import cwm; the predictor reaches them at call time
+    from pathlib import Path
+
+    from probes.depth import DepthResult
+    from probes.results import FlowResult, SegmentResult, TrackResult
+    from probes.tracking import VideoTrackResult
+
+#: What predict and counterfactual return: frames in the input's own kind (numpy uint8 or torch).
+Frames = Union[np.ndarray, torch.Tensor]
 
 Point = tuple[float, float]
 Move = tuple[Point, Point]
@@ -78,7 +89,7 @@ class CWMPredictor:
                 f"encoder={c.enc_dim}x{c.enc_depth}, decoder={c.dec_dim}x{c.dec_depth}, device={self.device})")
 
     # ------------------------------------------------------------------ the model as a function
-    def autocast(self):
+    def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on GPUs that support it; a no-op elsewhere (CPU runs float32)."""
         if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -121,7 +132,7 @@ class CWMPredictor:
 
     # ------------------------------------------------------------------ public API
     @torch.no_grad()
-    def predict(self, frame0, frame1, mask=None, visible: float = 0.01, seed: int = 0):
+    def predict(self, frame0, frame1, mask=None, visible: float = PREDICT_VISIBLE, seed: int = 0) -> Frames:
         """Predict frame 1 from frame 0 and a few revealed patches of frame 1.
 
         Args:
@@ -139,7 +150,7 @@ class CWMPredictor:
         return from_tensor(resize(pred.float().cpu(), batch.size), batch)
 
     @torch.no_grad()
-    def counterfactual(self, frame0, moves: Sequence[Move] = (), static: Sequence[Point] = ()):
+    def counterfactual(self, frame0, moves: Sequence[Move] = (), static: Sequence[Point] = ()) -> Frames:
         """The motion counterfactual: move patches of frame 0, hold others, predict frame 1.
 
         Each move ``((x, y), (dx, dy))`` reveals, in frame 1, the patch that contains ``(x+dx, y+dy)``
@@ -157,14 +168,14 @@ class CWMPredictor:
             pred = self.predict_fn(self._clip(f0, frame1), m)
         return from_tensor(resize(pred.float().cpu(), batch.size), batch)
 
-    def flow(self, frame0, frame1, **options):
+    def flow(self, frame0, frame1, **options) -> FlowResult | list[FlowResult]:
         """Dense optical flow and occlusion by Jacobian counterfactuals -> ``FlowResult``
         (a list for batches); options and defaults are those of :func:`probes.flow.flow`."""
         from probes.flow import flow
 
         return flow(self, frame0, frame1, **options)
 
-    def track(self, frame0, frame1, points=None, **options):
+    def track(self, frame0, frame1, points=None, **options) -> TrackResult | list[TrackResult] | VideoTrackResult:
         """Two frames: ``track(frame0, frame1, points)`` -> ``TrackResult``, where ``points``
         ``[(x, y), ...]`` of frame 0 are in frame 1 (see :func:`probes.flow.track`).
 
@@ -181,7 +192,7 @@ class CWMPredictor:
         return track(self, frame0, frame1, points, **options)
 
     def track_video(self, frames, queries, mode: str = "chained", gap: int = 5,
-                    backward: bool = True, redetect: int = 4, progress=None, **options):
+                    backward: bool = True, redetect: int = 4, progress=None, **options) -> VideoTrackResult:
         """Track points through a whole video -> ``VideoTrackResult`` (``.tracks [N, T, 2]``
         ``(x, y)`` and ``.occluded [N, T]`` bool, in the video's pixels).
 
@@ -200,14 +211,14 @@ class CWMPredictor:
         return track_video(probe_pair_tracker(self, **options), frames, queries, mode=mode, gap=gap,
                            backward=backward, redetect=redetect, progress=progress)
 
-    def segment(self, image, points=None, **kw):
+    def segment(self, image, points=None, **kw) -> SegmentResult:
         """Spelke segments of one image -> ``SegmentResult`` (``.masks [N, H, W]`` bool): one per
         ``(x, y)`` point, or all objects when ``points`` is None; see :func:`probes.segments.segment`."""
         from probes.segments import segment
 
         return segment(self, image, points, **kw)
 
-    def depth(self, frame0, frame1, stereo: bool = False, **kw):
+    def depth(self, frame0, frame1, stereo: bool = False, **kw) -> DepthResult:
         """Relative inverse depth from parallax -> ``DepthResult`` (``.inverse_depth [H, W]``,
         larger = nearer); see :func:`probes.depth.depth`."""
         from probes.depth import depth
@@ -215,7 +226,7 @@ class CWMPredictor:
         return depth(self, frame0, frame1, stereo=stereo, **kw)
 
     def save_pretrained(self, folder, training: dict | None = None, overwrite: bool = False,
-                        repo_id: str | None = None):
+                        repo_id: str | None = None) -> "Path":
         """Write the weights folder that ``cwm.load(folder)`` reads, ready for the hub.
 
         ``folder/model.safetensors``, ``folder/config.json`` (:func:`cwm.checkpoints.save_pretrained`)

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from cwm.errors import CWMError
+from cwm.errors import CWMError, unknown_options
 
 EPILOG = """examples:
   python -m pretrain --data synthetic --output-dir runs/tiny train.max_steps=2000
@@ -48,8 +48,6 @@ class _Parser(argparse.ArgumentParser):
     """Errors are one line, with the closest option names for unknown ones (as in ``cwm``)."""
 
     def error(self, message: str):  # type: ignore[override]
-        from cwm.cli.common import unknown_options
-
         message = " ".join(message.split())
         unknown = re.fullmatch(r"unrecognized arguments: (.*)", message)
         if unknown:

@@ -38,6 +38,7 @@ import numpy as np
 from cwm.errors import ConfigError, InputError
 from cwm.frames import to_tensor_pair
 from probes import flow as flow_module  # looked up at call time: probes.flow.flow may be replaced (tests spy on it)
+from probes.results import ArrayResult, save_arrays
 
 MOTIONS = ("homography", "affine", "similarity", "none")
 #: Vertical disparity (pixels) at which stereo confidence falls to exp(-1/2) of the flow's.
@@ -49,7 +50,7 @@ FIT_SAMPLES = 48
 
 
 @dataclass
-class DepthResult:
+class DepthResult(ArrayResult):
     """Relative depth of frame 0, at the input resolution.
 
     Attributes:
@@ -65,16 +66,13 @@ class DepthResult:
         stereo: the mode used.
     """
 
+    MAIN = "inverse_depth"
     inverse_depth: np.ndarray
     confidence: np.ndarray
     flow: np.ndarray
     parallax: np.ndarray
     dominant_motion: np.ndarray
     stereo: bool
-
-    def numpy(self) -> np.ndarray:
-        """The inverse depth ``[H, W]`` float32."""
-        return self.inverse_depth
 
     def visualize(self, cmap: str = "turbo") -> np.ndarray:
         """Colour-mapped inverse depth (warm = near), uint8 ``[H, W, 3]``."""
@@ -87,15 +85,7 @@ class DepthResult:
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix in (".npy", ".npz"):
-            from cwm.atomic import atomic_write
-
-            with atomic_write(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
-                if suffix == ".npy":
-                    np.save(fh, self.inverse_depth)
-                else:
-                    np.savez_compressed(fh, inverse_depth=self.inverse_depth, confidence=self.confidence,
-                                        flow=self.flow, parallax=self.parallax,
-                                        dominant_motion=self.dominant_motion)
+            save_arrays(path, self.inverse_depth if suffix == ".npy" else self.arrays(), overwrite)
             return
         from cwm.io import write_image
 

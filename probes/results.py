@@ -1,9 +1,18 @@
-"""Typed results of the flow and tracking probes: arrays in the user's pixels, plus save and draw."""
+"""Typed results of the probes: arrays in the user's pixels, plus save and draw.
+
+Every result (:class:`FlowResult`, :class:`TrackResult`, :class:`SegmentResult`,
+:class:`probes.depth.DepthResult`, :class:`probes.keypoints.KeypointResult`,
+:class:`probes.tracking.VideoTrackResult`) follows one contract (:class:`ArrayResult`):
+``numpy()`` is its main array (flow, tracks, inverse depth, masks, keypoints), ``arrays()`` the
+dict of all its arrays (the keys of its ``.npz``), ``save(path, overwrite=False)`` writes by
+extension, atomically, and ``visualize()`` draws it (uint8 ``[H, W, 3]``).
+"""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -17,8 +26,23 @@ def _check_image(image, size: tuple[int, int], name: str) -> np.ndarray:
     return image
 
 
+class ArrayResult:
+    """The array side of the result contract: :attr:`MAIN` names the main array."""
+
+    MAIN: ClassVar[str]
+
+    def numpy(self) -> np.ndarray:
+        """The main array (see the class's attributes)."""
+        return getattr(self, self.MAIN)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array of the result by field name (the keys its ``.npz`` holds)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.repr and isinstance(getattr(self, f.name), np.ndarray)}
+
+
 @dataclass
-class FlowResult:
+class FlowResult(ArrayResult):
     """Dense optical flow of one frame pair, at the input resolution.
 
     Attributes:
@@ -28,13 +52,10 @@ class FlowResult:
             (about 1 for clearly visible points, near 0 for occluded ones).
     """
 
+    MAIN = "flow"
     flow: np.ndarray
     occlusion: np.ndarray
     confidence: np.ndarray
-
-    def numpy(self) -> dict[str, np.ndarray]:
-        """``{"flow", "occlusion", "confidence"}`` as numpy arrays."""
-        return {"flow": self.flow, "occlusion": self.occlusion, "confidence": self.confidence}
 
     def visualize(self, frame0: np.ndarray | None = None) -> np.ndarray:
         """Middlebury colour-coded flow, uint8 ``[H, W, 3]``; with ``frame0`` (uint8 RGB), the
@@ -49,7 +70,7 @@ class FlowResult:
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
         """Write by extension, atomically: ``.npy`` (flow ``[H, W, 2]`` float32), ``.npz`` (all
-        arrays, keys as :meth:`numpy`), ``.flo`` (Middlebury) or ``.png`` (colour-coded flow).
+        arrays, keys as :meth:`arrays`), ``.flo`` (Middlebury) or ``.png`` (colour-coded flow).
 
         Raises:
             OutputExistsError: ``path`` exists and ``overwrite`` is False.
@@ -66,13 +87,13 @@ class FlowResult:
 
             write_image(path, self.visualize(), overwrite=overwrite)
         elif ext in (".npy", ".npz"):
-            _save_arrays(path, self.flow if ext == ".npy" else self.numpy(), overwrite)
+            save_arrays(path, self.flow if ext == ".npy" else self.arrays(), overwrite)
         else:
             raise InputError(f"{path}: unknown flow file type {ext!r} (use .npy, .npz, .flo or .png)")
 
 
 @dataclass
-class TrackResult:
+class TrackResult(ArrayResult):
     """Where query points of frame 0 went in frame 1, in the input's pixels.
 
     Attributes:
@@ -82,6 +103,7 @@ class TrackResult:
         confidence: ``[N]`` float32 in [0, 1] (see :class:`FlowResult`).
     """
 
+    MAIN = "tracks"
     points: np.ndarray
     tracks: np.ndarray
     visible: np.ndarray
@@ -91,11 +113,6 @@ class TrackResult:
     def displacement(self) -> np.ndarray:
         """``[N, 2]`` float32 ``(dx, dy)`` = tracks - points."""
         return self.tracks - self.points
-
-    def numpy(self) -> dict[str, np.ndarray]:
-        """``{"points", "tracks", "visible", "confidence"}`` as numpy arrays."""
-        return {"points": self.points, "tracks": self.tracks, "visible": self.visible,
-                "confidence": self.confidence}
 
     def visualize(self, frame1: np.ndarray) -> np.ndarray:
         """``frame1`` (uint8 RGB) with an arrow from each query point to its track: green when
@@ -110,7 +127,7 @@ class TrackResult:
         return out
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
-        """Write by extension, atomically: ``.npz`` (all arrays, keys as :meth:`numpy`) or ``.npy``
+        """Write by extension, atomically: ``.npz`` (all arrays, keys as :meth:`arrays`) or ``.npy``
         (tracks ``[N, 2]``).
 
         Raises:
@@ -121,10 +138,10 @@ class TrackResult:
         ext = path.suffix.lower()
         if ext not in (".npz", ".npy"):
             raise InputError(f"{path}: unknown track file type {path.suffix!r} (use .npz or .npy)")
-        _save_arrays(path, self.tracks if ext == ".npy" else self.numpy(), overwrite)
+        save_arrays(path, self.tracks if ext == ".npy" else self.arrays(), overwrite)
 
 
-def _save_arrays(path: Path, arrays: np.ndarray | dict[str, np.ndarray], overwrite: bool) -> None:
+def save_arrays(path: Path, arrays: np.ndarray | dict[str, np.ndarray], overwrite: bool) -> None:
     """One array as ``.npy`` or several as a compressed ``.npz``, written atomically."""
     from cwm.atomic import atomic_write
 
@@ -136,7 +153,7 @@ def _save_arrays(path: Path, arrays: np.ndarray | dict[str, np.ndarray], overwri
 
 
 @dataclass
-class SegmentResult:
+class SegmentResult(ArrayResult):
     """Spelke segments of one image, at the input's resolution.
 
     Attributes:
@@ -152,6 +169,7 @@ class SegmentResult:
         image: the input image, uint8 ``[H, W, 3]`` (for :meth:`visualize`).
     """
 
+    MAIN = "masks"
     masks: np.ndarray
     scores: np.ndarray
     points: np.ndarray
@@ -159,10 +177,6 @@ class SegmentResult:
     thresholds: np.ndarray
     cost: dict[str, int]
     image: np.ndarray = field(repr=False)
-
-    def numpy(self) -> np.ndarray:
-        """The masks, ``[N, H, W]`` bool."""
-        return self.masks
 
     def visualize(self) -> np.ndarray:
         """The image with each mask tinted in its own colour and the points drawn: uint8 ``[H, W, 3]``."""
@@ -175,11 +189,7 @@ class SegmentResult:
         """Write the overlay (``.png``, ``.jpg``, ...) or the arrays (``.npz``)."""
         path = Path(path)
         if path.suffix.lower() == ".npz":
-            from cwm.atomic import atomic_write
-
-            with atomic_write(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
-                np.savez_compressed(fh, masks=self.masks, scores=self.scores, points=self.points,
-                                    affinity=self.affinity, thresholds=self.thresholds)
+            save_arrays(path, self.arrays(), overwrite)
             return
         from cwm.io import write_image
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from cwm.errors import ConfigError, InputError
 from probes.flow import track
+from probes.results import ArrayResult
 
 MODES = ("direct", "chained", "cfg")
 DEFAULT_GAP = 5
@@ -49,7 +50,7 @@ PairTracker = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, n
 
 
 @dataclass
-class VideoTrackResult:
+class VideoTrackResult(ArrayResult):
     """Tracks of query points through a video, in the video's pixels.
 
     Attributes:
@@ -59,17 +60,14 @@ class VideoTrackResult:
         mode: ``"direct"``, ``"chained"`` or ``"cfg"``; gap: the frame gap (``cfg``).
     """
 
+    MAIN = "tracks"
     queries: np.ndarray
     tracks: np.ndarray
     occluded: np.ndarray
     mode: str
     gap: int = 1
 
-    def numpy(self) -> dict[str, np.ndarray]:
-        """``{"queries", "tracks", "occluded"}`` as numpy arrays."""
-        return {"queries": self.queries, "tracks": self.tracks, "occluded": self.occluded}
-
-    def save(self, path: str | os.PathLike, overwrite: bool = True) -> None:
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
         """Write ``queries``, ``tracks``, ``occluded`` (and ``mode``) to an ``.npz``, atomically."""
         from cwm.atomic import atomic_write
 
@@ -78,7 +76,7 @@ class VideoTrackResult:
             raise InputError(f"{path}: tracks are saved as .npz")
         with atomic_write(path, overwrite=overwrite) as tmp:
             with open(tmp, "wb") as f:
-                np.savez_compressed(f, mode=np.array(self.mode), gap=np.array(self.gap), **self.numpy())
+                np.savez_compressed(f, mode=np.array(self.mode), gap=np.array(self.gap), **self.arrays())
 
     def draw(self, frame: np.ndarray, t: int, trail: int = 8) -> np.ndarray:
         """Frame ``t`` (uint8 ``[H, W, 3]``) with each point's last ``trail`` positions as a line

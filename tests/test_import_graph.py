@@ -79,3 +79,14 @@ def test_no_function_level_import_between_probe_modules():
     modules = _modules()
     lazy = [(m, dep) for m in sorted(modules) for dep, inside in _imports(PACKAGE / f"{m}.py", modules) if inside]
     assert lazy == [], f"function-level imports of probe modules (module level is enough): {lazy}"
+
+
+def test_pretraining_does_not_import_the_cli():
+    import subprocess
+    import sys
+
+    code = ("import sys, pretrain.__main__, pretrain.train; "
+            "print(sorted(m for m in sys.modules if m.startswith('cwm.cli')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent).stdout
+    assert out.strip() == "[]"

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from cwm.cli.outputs import Outputs, run_outputs  # noqa: F401  (re-exported for the subcommands)
-from cwm.errors import InputError
+from cwm.errors import InputError, unknown_options  # noqa: F401  (moved to cwm.errors)
 
 #: Where outputs go when ``-o`` is not given: ``cwm_out/<input stem>_<command>/``.
 DEFAULT_OUT_ROOT = Path("cwm_out")
@@ -60,18 +60,6 @@ def _with_choice_hint(message: str) -> str:
     if what in ("argument COMMAND", "argument ACTION"):  # the subcommand words
         return f"unknown command '{m.group(1)}'{hint} (commands: {', '.join(choices)})"
     return f"{what}: unknown choice '{m.group(1)}'{hint} (choose from {', '.join(choices)})"
-
-
-def unknown_options(parser: argparse.ArgumentParser, extras: Sequence[str]) -> str:
-    """One-line message for arguments ``parser`` does not know, with the closest option names."""
-    options = [s for a in parser._actions for s in a.option_strings]
-    hints = []
-    for arg in extras:
-        name = arg.split("=", 1)[0]
-        close = difflib.get_close_matches(name, options, n=1, cutoff=0.6) if name.startswith("-") else []
-        hints += close
-    hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
-    return f"unrecognized argument{'s' if len(extras) > 1 else ''}: {' '.join(extras)}{hint}"
 
 
 def add_command(subparsers, name: str, summary: str, examples: str, description: str = "",
