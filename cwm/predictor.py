@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the probes import cwm; the predictor reaches them at call t
     from pathlib import Path
 
     from probes.depth import DepthResult
+    from probes.pair import PairState
     from probes.results import FlowResult, SegmentResult, TrackResult
     from probes.tracking import VideoTrackResult
 
@@ -217,6 +218,13 @@ class CWMPredictor:
         from probes.segments import segment
 
         return segment(self, image, points, **kw)
+
+    def set_pair(self, frame0, frame1, **flow_options) -> PairState:
+        """One pair's probe state: ``state.flow()``, ``state.occlusion()`` and ``state.depth()``
+        share one flow probe, run at the first read (see :mod:`probes.pair`)."""
+        from probes.pair import PairState
+
+        return PairState(self, frame0, frame1, **flow_options)
 
     def depth(self, frame0, frame1, stereo: bool = False, **kw) -> DepthResult:
         """Relative inverse depth from parallax -> ``DepthResult`` (``.inverse_depth [H, W]``,

@@ -109,6 +109,13 @@ def depth(predictor, frame0, frame1, stereo: bool = False, motion: str = "homogr
     """
     if motion not in MOTIONS:
         raise ConfigError(f"motion must be one of {MOTIONS} (got {motion!r})")
+    check_depth_pair(frame0, frame1)
+    result = flow_module.flow(predictor, frame0, frame1, **(flow_options or {}))
+    return depth_from_flow(result[0] if isinstance(result, list) else result, stereo, motion)  # a batch of one
+
+
+def check_depth_pair(frame0, frame1) -> None:
+    """Raise InputError unless ``frame0, frame1`` are one pair of two different views."""
     t0, t1, _ = to_tensor_pair(frame0, frame1)
     if t0.shape[0] != 1:
         raise InputError(f"depth takes one frame pair, not a batch of {t0.shape[0]}")
@@ -116,8 +123,6 @@ def depth(predictor, frame0, frame1, stereo: bool = False, motion: str = "homogr
         raise InputError("depth: frame0 and frame1 are identical, so there is no parallax; depth needs "
                          "two views of a moving camera (single-image depth is not available from a "
                          "two-frame CWM, see probes.depth)")
-    result = flow_module.flow(predictor, frame0, frame1, **(flow_options or {}))
-    return depth_from_flow(result[0] if isinstance(result, list) else result, stereo, motion)  # a batch of one
 
 
 def depth_from_flow(result, stereo: bool = False, motion: str = "homography") -> DepthResult:
