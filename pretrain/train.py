@@ -105,7 +105,8 @@ def _accelerator(cfg: PretrainConfig):
         print(warning, file=sys.stderr, flush=True)
     return Accelerator(cpu=cpu, mixed_precision=resolve_precision(t.mixed_precision, cpu),
                        gradient_accumulation_steps=t.grad_accum, log_with=t.log_with,
-                       project_dir=str(t.output_dir), step_scheduler_with_optimizer=False)
+                       project_dir=str(t.output_dir), step_scheduler_with_optimizer=False,
+                       dynamo_backend="inductor" if t.compile else "no")
 
 
 def _has_accelerator() -> bool:
