@@ -31,14 +31,13 @@ views and refuses two identical frames.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from cwm.errors import ConfigError, InputError
 from cwm.frames import to_tensor_pair
 from probes import flow as flow_module  # looked up at call time: probes.flow.flow may be replaced (tests spy on it)
-from probes.results import ArrayResult, save_arrays
+from probes.results import ArrayResult
 
 MOTIONS = ("homography", "affine", "similarity", "none")
 #: Vertical disparity (pixels) at which stereo confidence falls to exp(-1/2) of the flow's.
@@ -79,17 +78,6 @@ class DepthResult(ArrayResult):
         from cwm import viz
 
         return viz.depth_to_color(self.inverse_depth, cmap=cmap)
-
-    def save(self, path: str | Path, overwrite: bool = False) -> None:
-        """Write the colour map (``.png``, ``.jpg``, ...), the inverse depth (``.npy``) or all arrays (``.npz``)."""
-        path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix in (".npy", ".npz"):
-            save_arrays(path, self.inverse_depth if suffix == ".npy" else self.arrays(), overwrite)
-            return
-        from cwm.io import write_image
-
-        write_image(path, self.visualize(), overwrite=overwrite)
 
 
 def depth(predictor, frame0, frame1, stereo: bool = False, motion: str = "homography",

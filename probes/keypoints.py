@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ import torch
 from cwm.errors import InputError
 from cwm.frames import from_tensor, resize, to_tensor_pair
 from cwm.masking import last_frame_mask
-from probes.results import ArrayResult, save_arrays
+from probes.results import ArrayResult
 
 
 @dataclass
@@ -45,18 +44,6 @@ class KeypointResult(ArrayResult):
 
         image = self.reconstructions[-1]
         return viz.points_overlay(image, self.points, radius=max(2, min(image.shape[:2]) // 64))
-
-    def save(self, path: str | Path, overwrite: bool = False) -> None:
-        """Write by extension, atomically: the points (``.npy``), all arrays (``.npz``) or the
-        drawing (``.png``, ``.jpg``, ...)."""
-        path = Path(path)
-        ext = path.suffix.lower()
-        if ext in (".npy", ".npz"):
-            save_arrays(path, self.points if ext == ".npy" else self.arrays(), overwrite)
-            return
-        from cwm.io import write_image
-
-        write_image(path, self.visualize(), overwrite=overwrite)
 
 
 def _errors(predictor, clip: torch.Tensor, target: torch.Tensor, visible_sets: list[list[int]],

@@ -40,6 +40,27 @@ class ArrayResult:
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if f.repr and isinstance(getattr(self, f.name), np.ndarray)}
 
+    def visualize(self) -> np.ndarray:
+        """The result drawn as a uint8 ``[H, W, 3]`` image (each result draws its own)."""
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
+        """Write by extension, atomically: the main array (``.npy``), all arrays (``.npz``, keys
+        as :meth:`arrays`) or the drawing of :meth:`visualize` (``.png``, ``.jpg``, ...).
+
+        Raises:
+            OutputExistsError: ``path`` exists and ``overwrite`` is False.
+            InputError: ``path`` cannot be written, or an image type the writer does not know.
+        """
+        path = Path(path)
+        ext = path.suffix.lower()
+        if ext in (".npy", ".npz"):
+            save_arrays(path, self.numpy() if ext == ".npy" else self.arrays(), overwrite)
+            return
+        from cwm.io import write_image
+
+        write_image(path, self.visualize(), overwrite=overwrite)
+
 
 @dataclass
 class FlowResult(ArrayResult):
@@ -184,13 +205,3 @@ class SegmentResult(ArrayResult):
 
         out = viz.overlay_segments(self.image, self.masks) if len(self.masks) else self.image.copy()
         return viz.points_overlay(out, self.points, radius=max(2, min(self.image.shape[:2]) // 64))
-
-    def save(self, path: str | Path, overwrite: bool = False) -> None:
-        """Write the overlay (``.png``, ``.jpg``, ...) or the arrays (``.npz``)."""
-        path = Path(path)
-        if path.suffix.lower() == ".npz":
-            save_arrays(path, self.arrays(), overwrite)
-            return
-        from cwm.io import write_image
-
-        write_image(path, self.visualize(), overwrite=overwrite)
