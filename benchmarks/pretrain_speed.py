@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="no", choices=["no", "bf16"])
     p.add_argument("--step", action="store_true", help="time the optimizer step: official style vs ours (see above)")
     p.add_argument("--compile", action="store_true", help="--step: also time ours under torch.compile")
+    p.add_argument("--compile-only", action="store_true", help="--step: only the compiled rows")
+    p.add_argument("--precisions", nargs="+", default=["no", "bf16"], choices=["no", "bf16"])
     p.add_argument("--rounds", type=int, default=5, help="--step: alternating timed windows per precision")
     args = p.parse_args(argv)
     if args.step:
