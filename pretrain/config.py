@@ -140,7 +140,7 @@ class TrainSection:
             or ``"fp16"``; bf16 also works on CPUs (fast with AVX512-BF16/AMX).
         num_threads: ``torch.set_num_threads`` per process (0 leaves torch's default).
         cpu: train on the CPU even when a GPU is present.
-        compile: ``torch.compile`` the model (Accelerate's inductor backend). Off by default: on a
+        compile: ``torch.compile`` the model (in place: ``nn.Module.compile``). Off by default: on a
             CPU it costs minutes of compilation for a step 1.0-1.3x faster at 64 px
             (benchmarks/RESULTS.md, "Scale-out"); worth trying for long GPU runs.
         eval_every, eval_batch, eval_mask_ratio: a fixed held-out batch scored with and without

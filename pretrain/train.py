@@ -105,8 +105,7 @@ def _accelerator(cfg: PretrainConfig):
         print(warning, file=sys.stderr, flush=True)
     return Accelerator(cpu=cpu, mixed_precision=resolve_precision(t.mixed_precision, cpu),
                        gradient_accumulation_steps=t.grad_accum, log_with=t.log_with,
-                       project_dir=str(t.output_dir), step_scheduler_with_optimizer=False,
-                       dynamo_backend="inductor" if t.compile else "no")
+                       project_dir=str(t.output_dir), step_scheduler_with_optimizer=False)
 
 
 def _has_accelerator() -> bool:
@@ -223,6 +222,8 @@ def train(cfg: PretrainConfig, resume: Any = None) -> TrainResult:
     o = cfg.optim
     optimizer = adamw(param_groups(model, o.weight_decay), lr, tuple(o.betas), fused=_plain_data_parallel(acc))
     attention_for(model, acc.device.type, acc.mixed_precision)
+    if t.compile:
+        model.compile()  # in place: the state dict (checkpoints, export) keeps its names
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: cosine_factor(s, o.warmup_steps, t.max_steps, o.min_lr_ratio))
     evaluator = Evaluator(eval_batch(bundle.dataset, t.eval_batch), model_cfg, cfg.eval_mask_ratio(), acc.device)
