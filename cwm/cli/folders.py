@@ -238,9 +238,15 @@ def run_folder(args: argparse.Namespace, command: str, run_one: Callable[[argpar
     args.predictor_cache = {}  # one model for all the videos of this process
     partial = out / f"{PARTIAL}{socket.gethostname()}-{os.getpid()}"
     pairs = 0
+    who = f"process {state.process_index}: " if state.num_processes > 1 else ""
     try:
-        for it in mine:
-            pairs += _process(args, command, run_one, it, out, partial)
+        for i, it in enumerate(mine, 1):
+            record = _process(args, command, run_one, it, out, partial)
+            pairs += record["pairs"]
+            if not args.quiet:
+                outcome = (f"{record['pairs']} pairs in {record['seconds']:.1f} s" if record["status"] == "done"
+                           else f"failed: {record['reason']}")
+                print(f"cwm: {command}: {who}[{i}/{len(mine)}] {it.name}: {outcome}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     seconds = time.perf_counter() - start
@@ -251,9 +257,9 @@ def run_folder(args: argparse.Namespace, command: str, run_one: Callable[[argpar
     return _summarise(out, command, items, skipped, start, state.num_processes, args.quiet)
 
 
-def _process(args, command: str, run_one, item: Item, out: Path, partial: Path) -> int:
+def _process(args, command: str, run_one, item: Item, out: Path, partial: Path) -> dict:
     """Run one video into ``partial/<name>``, rename it to ``out/<name>``, record the outcome;
-    returns the pairs processed (0 when it failed)."""
+    returns the record (``pairs`` is 0 when it failed)."""
     final, tmp = out / item.name, partial / item.name
     t0 = time.perf_counter()
     record = {"input": str(item.path), "output": item.name, "frames": item.frames, "host": socket.gethostname(),
@@ -284,7 +290,7 @@ def _process(args, command: str, run_one, item: Item, out: Path, partial: Path) 
     record.update(seconds=round(time.perf_counter() - t0, 3),
                   finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     _write_record(out, "", item.key, record)
-    return record["pairs"]
+    return record
 
 
 def _set_input(args: argparse.Namespace, item: Item) -> None:
@@ -345,7 +351,7 @@ def _summarise(out: Path, command: str, items: list[Item], skipped: int, start: 
     from cwm.atomic import atomic_write
 
     records = read_records(out)
-    ranks = _rank_records(out)
+    ranks = _rank_records(out, world)
     rows = [records.get(it.key, {"input": str(it.path), "output": it.name, "status": "missing"}) for it in items]
     done = sum(r.get("status") == "done" for r in rows) - skipped
     failed = [r for r in rows if r.get("status") != "done"]
@@ -367,12 +373,12 @@ def _summarise(out: Path, command: str, items: list[Item], skipped: int, start: 
     return 2 if failed else 0
 
 
-def _rank_records(out: Path) -> list[dict]:
-    folder = out / RECORDS / "_rank"
+def _rank_records(out: Path, world: int) -> list[dict]:
+    """This run's per-process totals (a killed run with more processes may have left others)."""
     rows = []
-    for p in folder.glob("*.json") if folder.is_dir() else []:
+    for k in range(world):
         with contextlib.suppress(OSError, ValueError):
-            rows.append(json.loads(p.read_text()))
+            rows.append(json.loads((out / RECORDS / "_rank" / f"{k}.json").read_text()))
     return rows
 
 
