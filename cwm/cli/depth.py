@@ -27,7 +27,9 @@ def register(sub) -> argparse.ArgumentParser:
                                 "(or between a stereo pair) nearer surfaces move more. Writes depth.png "
                                 "(colour-mapped, warm = near) and inverse_depth.npy (float32 [H, W], "
                                 "larger = nearer, up to an unknown scale).")
-    add_pair_arguments(p, "two images FRAME0 FRAME1 (a stereo pair: left, right), or one VIDEO")
+    add_pair_arguments(p, "two images FRAME0 FRAME1 (a stereo pair: left, right), one VIDEO, or many: a "
+                          "FOLDER of videos or frame folders (recursive) or a quoted 'GLOB', each to "
+                          "OUT/<relative path>/ with a manifest")
     p.add_argument("--stereo", action="store_true", help="the two images are a rectified stereo pair "
                    "(frame 1 = the right view)")
     p.add_argument("--motion", choices=MOTIONS, default=None,

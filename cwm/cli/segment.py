@@ -23,7 +23,8 @@ def register(sub) -> argparse.ArgumentParser:
                                 "and keep what moves with it. Writes mask_XX.png (white = segment), "
                                 "one per point or per object found, masks.npy (bool [N, H, W]) and "
                                 "overlay.png.")
-    p.add_argument("input", metavar="IMAGE_OR_VIDEO", help="an image, or a video (see --frame)")
+    p.add_argument("input", metavar="IMAGE_OR_VIDEO", help="an image, a video (see --frame), or many: a FOLDER of videos or frame folders "
+                        "(recursive) or a quoted 'GLOB', each to OUT/<relative path>/ with a manifest")
     p.add_argument("--point", type=parse_point, action="extend", nargs="+", default=[], metavar="X,Y",
                    help="segment the object under X,Y (pixels; repeatable)")
     p.add_argument("--auto", action="store_true",
