@@ -9,6 +9,15 @@ masked target patch of the patch-averaged, channel-summed prediction, with respe
 per-patch constant perturbation of the input. The source patch with the largest (ReLU) response
 is where the target came from; flows are averaged over the masks where the target was predicted,
 in whole patches, and repeated over each patch's pixels.
+
+Passes, as the official defaults (``num_samples=5``, ``mask_ratio=0``, ``vectorize=False``): 5
+forward passes (one per partition) and one reverse pass per (partition, target patch) = 4 of 5
+patches per partition, so ``4 * h * w`` reverse passes in all (256 at 64 px with 8-px patches,
+1024 at 128, 3136 at 224). The official perturbation is one constant per (frame, channel, patch);
+here it is one per (frame, patch), broadcast over the channels: its gradient is the official's
+summed over channels, which is what the official aggregation (ReLU of the channel sum) reads, and
+a reverse pass costs the same either way. Ties of the maximum response are averaged (the
+official ``jac == jac.amax()`` centroid), not broken by the first index.
 """
 from __future__ import annotations
 
@@ -16,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from cwm.frames import resize, to_tensor_pair
-from cwm.masking import last_frame_mask
+from cwm.masking import last_frame_mask, partition_last_frame
 from probes import fields
 
 #: Mask partitions of the ECCV method (``num_samples=5``).
@@ -36,12 +45,11 @@ def official_style_flow(predictor, frame0, frame1, partitions: int = OFFICIAL_PA
     t = predictor.num_frames
     video = torch.stack([f1] * (t - 1) + [f0], 2)  # reversed: predict frame 0 from frame 1
     n = gh * gw
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    parts = partition_last_frame(partitions, (gh, gw), seed)  # the official partitions of the visible frame
     total, count = torch.zeros(n, 2, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
     reverse = 0
     for s in range(partitions):
-        last = torch.ones(n, dtype=torch.bool)
-        last[order[s::partitions]] = False
+        last = ~parts[s]  # partition s visible, the other 4 of 5 patches are targets
         mask = last_frame_mask(last[None], t).to(predictor.device)
         targets = last.nonzero()[:, 0]
 
@@ -56,8 +64,11 @@ def official_style_flow(predictor, frame0, frame1, partitions: int = OFFICIAL_PA
         jac = torch.autograd.functional.jacobian(func, y, vectorize=False)  # (n_t, 1, T, gh, gw)
         reverse += len(targets)
         response = F.relu(jac[:, 0, 0].reshape(len(targets), n))  # w.r.t. the context frame
-        src = response.argmax(1).cpu()
-        offset = torch.stack([src % gw - targets % gw, src // gw - targets // gw], 1).double() * p
+        peak = (response == response.amax(1, keepdim=True)).double().cpu()  # ties: their centroid
+        peak = peak / peak.sum(1, keepdim=True)
+        cols, rows = torch.arange(n) % gw, torch.arange(n) // gw
+        src_x, src_y = peak @ cols.double(), peak @ rows.double()
+        offset = torch.stack([src_x - targets % gw, src_y - targets // gw], 1) * p
         total[targets] += offset
         count[targets] += 1
     grid = (total / count.clamp(min=1)[:, None]).reshape(1, gh, gw, 2)

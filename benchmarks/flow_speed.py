@@ -20,6 +20,10 @@ oracle, as the ECCV code reverses the frames; the others on the forward oracle.
 
     python benchmarks/flow_speed.py --out flow_speed.json
     python benchmarks/flow_speed.py --memory --out flow_memory.json   # ViT-B/8 at 224, peak RSS
+    python benchmarks/flow_speed.py --official --out flow_official.json  # default path vs official
+
+``--official`` times ``predictor.flow`` with its defaults (multi-scale, verified) against the
+official method in one run, with pass counts of both sides (see benchmarks/flow_official.py).
 """
 from __future__ import annotations
 
@@ -205,16 +209,16 @@ def speed(size: int, predictor, repeats: int) -> dict:
     return {"methods": rows, "unit_costs": costs}
 
 
-def accuracy(size: int, num_scenes: int, patch_size: int) -> dict:
+def accuracy(size: int, num_scenes: int, patch_size: int, methods=METHODS) -> dict:
     """EPE (all / non-occluded) of each method with the exact oracle on suite scenes at ``size``."""
     entries = [e for e in default_suite(quick=False) if e.size == (size, size) and e.preset != "stereo"]
     step = max(1, len(entries) // num_scenes)
     scenes = [make_scene(e.seed, e.size, preset=e.preset) for e in entries[::step][:num_scenes]]
-    per = {m: [] for m in METHODS}
+    per = {m: [] for m in methods}
     for scene in scenes:
         case = oracles.scene_case(scene, patch_size)
         reverse = oracles.reverse_oracle(case, patch_size)
-        for m in METHODS:
+        for m in methods:
             pred = run_method(m, reverse if m == "official_style" else case.oracle, case.frame0, case.frame1)
             per[m].append(metrics.flow_metrics(pred, case.flow, case.occlusion))
     return {m: {"epe": float(np.mean([r["epe"] for r in rs])), "epe_noc": float(np.nanmean([r["epe_noc"] for r in rs])),
@@ -284,6 +288,9 @@ def main(argv=None) -> int:
                         help="torch CPU threads (1: steadiest on a shared machine)")
     parser.add_argument("--memory", action="store_true", help="measure dense flow at 224 with ViT-B/8")
     parser.add_argument("--memory-chunks", type=int, default=2, help="engine calls run by --memory")
+    parser.add_argument("--official", action="store_true",
+                        help="the default flow path against the official method (flow_official.py)")
+    parser.add_argument("--no-vitb", action="store_true", help="--official without the ViT-B/8 224 row")
     parser.add_argument("--out", type=Path, help="write the report as JSON")
     parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)  # memory probe process
     parser.add_argument("--child-pair", type=Path, help=argparse.SUPPRESS)
@@ -294,7 +301,15 @@ def main(argv=None) -> int:
         return 0
     machine = {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
                "torch": torch.__version__}
-    if args.memory:
+    if args.official:
+        import flow_official
+
+        report = flow_official.run(args.repeats, not args.no_vitb,
+                                   lambda size, methods: accuracy(size, args.scenes, 8, methods))
+        report["machine"] = {**machine, "load_average": os.getloadavg(),
+                             "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+        print(flow_official.format_report(report))
+    elif args.memory:
         report = {"memory": memory(args.memory_chunks), "machine": machine}
         print(json.dumps(report["memory"], indent=2))
     else:
