@@ -276,11 +276,16 @@ def _process(args, command: str, run_one, item: Item, out: Path, partial: Path) 
         if final.exists():
             shutil.rmtree(final)
         final.parent.mkdir(parents=True, exist_ok=True)
+        # The record first, then the rename: killed in between, the record says done but the
+        # folder is missing, which a re-run redoes (never a finished folder without a record).
+        record.update(status="done", pairs=int(sub.pairs_done), seconds=round(time.perf_counter() - t0, 3),
+                      finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        _write_record(out, "", item.key, record)
         os.replace(tmp, final)
         from cwm.atomic import fsync_dir
 
         fsync_dir(final.parent)
-        record.update(status="done", pairs=int(sub.pairs_done))
+        return record
     except (CWMError, UsageError, Exception) as e:  # noqa: BLE001  one video's failure is recorded
         from cwm.cli.main import _cli_message
 
@@ -387,5 +392,9 @@ def dispatch(args: argparse.Namespace, command: str, run_one: Callable[[argparse
     inputs = [args.input] if hasattr(args, "input") else list(args.inputs)
     found = collection(inputs, Path(args.out) if args.out else None)
     if found is None:
+        if len(inputs) == 1 and Path(inputs[0]).is_dir() and not hasattr(args, "every"):
+            if args.out is None:  # named after the folder, not its first image
+                args.out = DEFAULT_OUT_ROOT / f"{Path(inputs[0]).resolve().name}_{command}"
+            _set_input(args, Item(Path(inputs[0]), ""))  # depth/segment of one frames folder
         return None
     return run_folder(args, command, run_one, found)
