@@ -60,17 +60,14 @@ def clip_pairs(folder: Path, rel: str, kind: str, count: int = PAIRS_PER_CLIP) -
     """``count`` pairs of consecutive frames spread evenly over a clip (uint8 RGB)."""
     from cwm.io import IMAGE_EXTENSIONS, open_video, read_image
 
-    if kind == "video":
-        from cwm.errors import InputError
-
+    if kind == "video":  # decode in order: headers may count frames past the decodable end
         with open_video(folder / rel) as reader:
-            try:  # the header may count frames past the decodable end (tree.avi: 444 vs 203)
-                reader.get([reader.num_frames - 1])
-            except InputError:
-                pass  # the reader now knows the decodable count
-            n = reader.num_frames
-            starts = np.linspace(0, n - 2, count).astype(int)
-            return [tuple(reader.get([s, s + 1])) for s in starts]
+            n = sum(1 for _ in reader.iter_frames())
+        starts = np.linspace(0, n - 2, count).astype(int)
+        wanted = set(starts.tolist()) | set((starts + 1).tolist())
+        with open_video(folder / rel) as reader:
+            kept = {i: f for i, f in enumerate(reader.iter_frames()) if i in wanted}
+        return [(kept[s], kept[s + 1]) for s in starts]
     files = sorted(p for p in (folder / rel).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS | {".pgm", ".ppm"})
     starts = np.linspace(0, len(files) - 2, count).astype(int)
     return [(read_image(files[s]), read_image(files[s + 1])) for s in starts]

@@ -128,7 +128,7 @@ def flow(predictor, frame0, frame1, **options) -> FlowResult | list[FlowResult]:
             also what ``mode="vjp"`` and ``consistency`` use).
         finest_side: the finest pyramid level's smaller side in input pixels
             (:data:`probes.core.DEFAULT_FINEST_SIDE`, 256), None for the input's own size.
-        tile_stride: tile spacing in pyramid pixels (default 3/4 of the model's side).
+        tile_stride: tile spacing in pyramid pixels (default the model's side: abutting tiles).
         verify: keep a residual only where it lowers the local photometric error (default
             True; see :mod:`probes.pyramid`); False gives the raw counterfactual reading.
     Returns:

@@ -24,6 +24,7 @@ def test_tiles_cover_the_level_flush_with_its_end():
     assert pyramid.tile_origins(64, 64, 48) == [0]
     assert pyramid.tile_origins(85, 64, 48) == [0, 21]
     assert pyramid.tile_origins(341, 64, 48) == [0, 46, 92, 138, 185, 231, 277]
+    assert pyramid.tile_origins(341, 64, 64) == [0, 55, 111, 166, 222, 277]   # the default: about abutting
     weights = pyramid.tent((64, 64))
     assert weights.min() > 0 and weights[31, 31] == weights.max()
 
