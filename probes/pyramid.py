@@ -96,16 +96,6 @@ def resize_image(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
-def rescale_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``[B, h, w, 2]`` flow resized to ``size`` with its vectors scaled per axis."""
-    h, w = flow.shape[1:3]
-    if (h, w) == tuple(size):
-        return flow
-    out = F.interpolate(flow.permute(0, 3, 1, 2), size=size, mode="bilinear", align_corners=False)
-    scale = torch.tensor([size[1] / w, size[0] / h], dtype=flow.dtype, device=flow.device)
-    return out.permute(0, 2, 3, 1) * scale
-
-
 def warp(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """``frames [B, C, H, W]`` sampled at ``x + flow(x)`` (bilinear, edges replicated)."""
     b, _, h, w = frames.shape
@@ -189,7 +179,7 @@ def pyramid_flow(predictor, window_flow, frame0: torch.Tensor, frame1: torch.Ten
     conf = occ = None
     for level, lsize in enumerate(sizes):
         f0, f1 = resize_image(frame0, lsize), resize_image(frame1, lsize)
-        flow = rescale_flow(flow, lsize)
+        flow = fields.resize_flow(flow, lsize)
         search = residual
         if level == 0 and max_flow is not None:
             search = max(residual, max_flow * min(lsize) / min(size))
@@ -203,7 +193,7 @@ def pyramid_flow(predictor, window_flow, frame0: torch.Tensor, frame1: torch.Ten
     f0, f1 = resize_image(frame0, sizes[-1]), resize_image(frame1, sizes[-1])
     agreement = torch.exp(-photometric_error(f0, f1, flow) / CONFIDENCE_ERROR_SCALE)
     conf = conf.clamp(0, 1) * agreement
-    flow = rescale_flow(flow, size)
+    flow = fields.resize_flow(flow, size)
     conf = resize_image(conf[:, None], size)[:, 0]
     occ = resize_image(occ[:, None].to(dtype), size)[:, 0] >= 0.5
     return flow, conf, occ

@@ -6,7 +6,7 @@ import torch
 
 import cwm
 from cwm.synthetic import make_scene
-from probes import pyramid
+from probes import fields, pyramid
 from probes.core import ProbeOptions
 from probes.oracles import texture
 
@@ -35,7 +35,7 @@ def test_warp_and_rescale_are_exact():
     flow[..., 0], flow[..., 1] = 3.0, -2.0
     warped = pyramid.warp(image, flow)
     assert torch.allclose(warped[..., 2:, :47], image[..., :38, 3:], atol=1e-12)
-    big = pyramid.rescale_flow(flow, (80, 25))
+    big = fields.resize_flow(flow, (80, 25))
     assert torch.allclose(big[..., 0], torch.full((1, 80, 25), 1.5, dtype=torch.float64))
     assert torch.allclose(big[..., 1], torch.full((1, 80, 25), -4.0, dtype=torch.float64))
 

@@ -7,10 +7,10 @@ report).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from cwm.cli.common import add_command, positive_int
+from cwm.cli.report import add_report_options, finish_report, refuse_existing_report
 
 EXAMPLES = """\
 cwm eval spelke --data spelke_bench.h5 --out spelke.json
@@ -28,22 +28,15 @@ def register(suites) -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=positive_int, default=None, metavar="N", help="the first N images only")
     p.add_argument("--method", choices=("poke", "jacobian"), default=None,
                    help="segment probe method (default: the probe's)")
-    p.add_argument("-o", "--out", type=Path, metavar="FILE.json", help="write the report as JSON")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    p.add_argument("--weights", default="default", metavar="W", help="weights (default: the embedded model)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if available)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_report_options(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from cwm.atomic import atomic_write
     from cwm.cli.common import load_predictor, progress
-    from cwm.errors import InputError
     from cwm.spelkebench import evaluate, format_report, read_spelkebench
 
-    if args.out is not None and args.out.exists() and not args.overwrite:
-        raise InputError(f"output '{args.out}' already exists; pass --overwrite to replace it")
+    refuse_existing_report(args)
     images = read_spelkebench(args.data, args.max_images)
     predictor = load_predictor(args)
     options = {} if args.method is None else {"method": args.method}
@@ -54,9 +47,4 @@ def run(args: argparse.Namespace) -> int:
     with progress(len(images), "spelke", args.quiet) as bar:
         report = evaluate(images, {"cwm": cwm_method}, progress=lambda: bar.update(1))
     report.update({"data": str(args.data), "weights": str(args.weights)})
-    print(format_report(report))
-    if args.out is not None:
-        with atomic_write(args.out, overwrite=args.overwrite) as tmp:
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
-        print(args.out)
-    return 0
+    return finish_report(args, report, format_report(report))

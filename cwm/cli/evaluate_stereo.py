@@ -7,10 +7,10 @@ atomically (no partial report).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from cwm.cli.common import add_command, positive_int
+from cwm.cli.report import add_report_options, finish_report, refuse_existing_report
 
 EXAMPLES = """\
 cwm eval stereo-depth --data stereo_depth/ --out stereo.json     # dataset.json + frames/
@@ -29,22 +29,15 @@ def register(suites) -> argparse.ArgumentParser:
     p.add_argument("--frames", type=Path, default=None, metavar="DIR", help="frames folder (default: DATA/frames)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="default: both")
     p.add_argument("--max-pairs", type=positive_int, default=None, metavar="N", help="the first N pairs only")
-    p.add_argument("-o", "--out", type=Path, metavar="FILE.json", help="write the report as JSON")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    p.add_argument("--weights", default="default", metavar="W", help="weights (default: the embedded model)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if available)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_report_options(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from cwm.atomic import atomic_write
     from cwm.cli.common import load_predictor, progress
-    from cwm.errors import InputError
     from cwm.stereodepth import dis_method, evaluate, format_report, read_stereo_dataset
 
-    if args.out is not None and args.out.exists() and not args.overwrite:
-        raise InputError(f"output '{args.out}' already exists; pass --overwrite to replace it")
+    refuse_existing_report(args)
     pairs, unpaired = read_stereo_dataset(args.data, args.frames)
     pairs = pairs[: args.max_pairs]
     methods = {}
@@ -58,9 +51,4 @@ def run(args: argparse.Namespace) -> int:
         report = evaluate(pairs, methods, progress=lambda: bar.update(1))
     report.update({"data": str(args.data), "unpaired_entries": unpaired,
                    "weights": str(args.weights) if "cwm" in methods else None})
-    print(format_report(report))
-    if args.out is not None:
-        with atomic_write(args.out, overwrite=args.overwrite) as tmp:
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
-        print(args.out)
-    return 0
+    return finish_report(args, report, format_report(report))

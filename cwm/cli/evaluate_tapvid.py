@@ -7,10 +7,10 @@ before any tracking, score the methods, print the table and write the JSON repor
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from cwm.cli.common import add_command, positive_int
+from cwm.cli.report import add_report_options, finish_report, refuse_existing_report
 
 EXAMPLES = """\
 cwm eval tapvid --data tapvid_davis.pkl --out davis.json          # DAVIS, query mode first
@@ -38,22 +38,15 @@ def register(suites) -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                    help="methods to score (default: all)")
     p.add_argument("--max-videos", type=positive_int, default=None, metavar="N", help="score the first N videos only")
-    p.add_argument("-o", "--out", type=Path, metavar="FILE.json", help="write the report as JSON")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    p.add_argument("--weights", default="default", metavar="W", help="weights of cwm (default: the embedded model)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if available)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_report_options(p, "weights of cwm (default: the embedded model)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from cwm.atomic import atomic_write
     from cwm.cli.common import load_predictor, progress
-    from cwm.errors import InputError
     from cwm.tapvid import baseline_methods, evaluate, format_report, pair_method, read_tapvid_dataset
 
-    if args.out is not None and args.out.exists() and not args.overwrite:
-        raise InputError(f"output '{args.out}' already exists; pass --overwrite to replace it")
+    refuse_existing_report(args)
     videos = read_tapvid_dataset(args.data)[: args.max_videos]
     methods = {}
     if "cwm" in args.methods:
@@ -67,9 +60,4 @@ def run(args: argparse.Namespace) -> int:
     report.update({"data": str(args.data), "cwm_mode": args.mode if "cwm" in methods else None,
                    "gap": args.gap, "redetect": args.redetect,
                    "weights": str(args.weights) if "cwm" in methods else None})
-    print(format_report(report))
-    if args.out is not None:
-        with atomic_write(args.out, overwrite=args.overwrite) as tmp:
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
-        print(args.out)
-    return 0
+    return finish_report(args, report, format_report(report))
