@@ -69,8 +69,8 @@ def load(weights: str):
     if Path(weights, "model.safetensors").is_file() and not Path(weights, "config.json").is_file():
         from pretrain.export import export_checkpoint   # a training checkpoint: export it first
 
-        tmp = tempfile.mkdtemp()
-        weights = str(export_checkpoint(weights, Path(tmp) / "w"))
+        with tempfile.TemporaryDirectory() as tmp:  # the weights are read into memory
+            return cwm.load(str(export_checkpoint(weights, Path(tmp) / "w")), device="cpu")
     return cwm.load(weights, device="cpu")
 
 

@@ -32,15 +32,22 @@ from probes.packing import check_max_flow, pack_points, unpacked
 from probes.results import FlowResult, TrackResult
 
 
-def _pair(predictor, frame0, frame1) -> tuple[torch.Tensor, torch.Tensor, Batch]:
-    """Validated frames at the model's size ``[B, 3, h, w]`` on its device, and the input layout."""
+def _input_pair(frame0, frame1) -> tuple[torch.Tensor, torch.Tensor, Batch]:
+    """Validated frames at the input size ``[B, 3, H, W]`` (float32, or float64 when given so),
+    and the input layout."""
     for name, frame in (("frame0", frame0), ("frame1", frame1)):
         if isinstance(frame, np.ndarray) and frame.dtype.kind == "f" and not np.isfinite(frame).all():
             raise InputError(f"{name}: contains NaN or inf values")
     f0, f1, batch = to_tensor_pair(frame0, frame1)
-    size = tuple(predictor.size)
     dtype = f0.dtype if f0.dtype == torch.float64 else torch.float32
-    return (resize(f0, size).to(predictor.device, dtype), resize(f1, size).to(predictor.device, dtype), batch)
+    return f0.to(dtype), f1.to(dtype), batch
+
+
+def _pair(predictor, frame0, frame1) -> tuple[torch.Tensor, torch.Tensor, Batch]:
+    """Validated frames at the model's size ``[B, 3, h, w]`` on its device, and the input layout."""
+    f0, f1, batch = _input_pair(frame0, frame1)
+    size = tuple(predictor.size)
+    return resize(f0, size).to(predictor.device), resize(f1, size).to(predictor.device), batch
 
 
 def _model_max_flow(max_flow: float | None, user: tuple[int, int], model: tuple[int, int]) -> float:
@@ -139,15 +146,9 @@ def flow(predictor, frame0, frame1, **options) -> FlowResult | list[FlowResult]:
     """
     opts = ProbeOptions.from_kwargs(options)
     if opts.multiscale and opts.mode != "vjp" and not opts.consistency:
-        for name, frame in (("frame0", frame0), ("frame1", frame1)):
-            if isinstance(frame, np.ndarray) and frame.dtype.kind == "f" and not np.isfinite(frame).all():
-                raise InputError(f"{name}: contains NaN or inf values")
-        f0, f1, batch = to_tensor_pair(frame0, frame1)
-        dtype = f0.dtype if f0.dtype == torch.float64 else torch.float32
-        if opts.max_flow is not None:
-            check_max_flow(opts.max_flow)
-        forward, confidence, occluded = pyramid.pyramid_flow(
-            predictor, window_flow, f0.to(dtype).cpu(), f1.to(dtype).cpu(), opts, opts.max_flow)
+        f0, f1, batch = _input_pair(frame0, frame1)
+        forward, confidence, occluded = pyramid.pyramid_flow(predictor, window_flow, f0.cpu(), f1.cpu(), opts,
+                                                             opts.max_flow)
         occluded = occluded | _leaves_frame(forward)
     else:
         f0, f1, batch = _pair(predictor, frame0, frame1)

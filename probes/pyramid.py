@@ -36,6 +36,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from cwm.frames import resize
 from probes import fields
 from probes.core import DEFAULT_MAX_FLOW_FRACTION
 
@@ -89,22 +90,11 @@ def tent(tile: tuple[int, int], dtype=torch.float32) -> torch.Tensor:
     return (one(tile[0])[:, None] * one(tile[1])[None, :]).clamp(min=1e-3)
 
 
-def resize_image(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Antialiased bilinear resize of ``[B, C, H, W]``."""
-    if tuple(frames.shape[-2:]) == tuple(size):
-        return frames
-    return F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
-
-
 def warp(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """``frames [B, C, H, W]`` sampled at ``x + flow(x)`` (bilinear, edges replicated)."""
-    b, _, h, w = frames.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=flow.dtype, device=flow.device),
-                            torch.arange(w, dtype=flow.dtype, device=flow.device), indexing="ij")
-    gx = (xs + flow[..., 0]) * (2 / max(w - 1, 1)) - 1
-    gy = (ys + flow[..., 1]) * (2 / max(h - 1, 1)) - 1
-    grid = torch.stack([gx, gy], -1).to(frames.dtype)
-    return F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    xs, ys = fields.pixel_grid(frames.shape[-2:], flow.dtype, flow.device)
+    moved = fields.sample_field(frames.permute(0, 2, 3, 1), xs + flow[..., 0], ys + flow[..., 1])
+    return moved.permute(0, 3, 1, 2)
 
 
 def photometric_error(frame0: torch.Tensor, frame1: torch.Tensor, flow: torch.Tensor,
@@ -178,7 +168,7 @@ def pyramid_flow(predictor, window_flow, frame0: torch.Tensor, frame1: torch.Ten
     flow = torch.zeros(frame0.shape[0], *sizes[0], 2, dtype=dtype)
     conf = occ = None
     for level, lsize in enumerate(sizes):
-        f0, f1 = resize_image(frame0, lsize), resize_image(frame1, lsize)
+        f0, f1 = resize(frame0, lsize), resize(frame1, lsize)
         flow = fields.resize_flow(flow, lsize)
         search = residual
         if level == 0 and max_flow is not None:
@@ -190,10 +180,9 @@ def pyramid_flow(predictor, window_flow, frame0: torch.Tensor, frame1: torch.Ten
             flow = verified(flow, candidate, before, after)
         else:
             flow = candidate
-    f0, f1 = resize_image(frame0, sizes[-1]), resize_image(frame1, sizes[-1])
     agreement = torch.exp(-photometric_error(f0, f1, flow) / CONFIDENCE_ERROR_SCALE)
     conf = conf.clamp(0, 1) * agreement
     flow = fields.resize_flow(flow, size)
-    conf = resize_image(conf[:, None], size)[:, 0]
-    occ = resize_image(occ[:, None].to(dtype), size)[:, 0] >= 0.5
+    conf = fields.resize_scalar(conf, size)
+    occ = fields.resize_scalar(occ.to(dtype), size) >= 0.5
     return flow, conf, occ

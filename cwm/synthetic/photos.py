@@ -30,7 +30,7 @@ import numpy as np
 from cwm.errors import ConfigError, InputError
 from cwm.synthetic.config import Size, check_size
 from cwm.synthetic.render import render
-from cwm.synthetic.sampling import _about, _similarity
+from cwm.synthetic.sampling import about_point, similarity
 from cwm.synthetic.scene import Layer, Scene, SceneSpec
 from cwm.synthetic.shapes import random_shape
 
@@ -154,7 +154,7 @@ def _background(rng: np.random.Generator, bank: PhotoBank, cfg: PhotoSceneConfig
         shift = rng.uniform(-1, 1, 2) * cfg.camera_speed * side
         roll = np.deg2rad(rng.uniform(-1, 1) * cfg.camera_rotation)
         grow = 1.0 + rng.uniform(-1, 1) * cfg.camera_zoom
-        step = _about(center, _similarity(roll, grow, *shift))
+        step = about_point(center, similarity(roll, grow, *shift))
     motion = np.stack([np.linalg.matrix_power(step, t) for t in range(num_frames)])
     corners = np.array([[-1, -1, 1], [width, -1, 1], [-1, height, 1], [width, height, 1]], float)
     seen = np.concatenate([(np.linalg.inv(m) @ corners.T)[:2].T for m in motion])
@@ -184,7 +184,7 @@ def _objects(rng: np.random.Generator, bank: PhotoBank, cfg: PhotoSceneConfig, s
             grow = 1.0 + rng.uniform(-1, 1) * cfg.object_scaling
         angle0 = rng.uniform(0, 2 * np.pi)
         inv_depth = 1.0 / rng.uniform(2.0, 7.0)
-        motion = np.stack([camera[t] @ _similarity(angle0 + t * spin, grow ** t, *(start + t * velocity))
+        motion = np.stack([camera[t] @ similarity(angle0 + t * spin, grow ** t, *(start + t * velocity))
                            for t in range(num_frames)])
         layers.append(Layer(k + 1, texture, (-edge, -edge), motion, (0.0, 0.0, inv_depth), shape))
     return sorted(layers, key=lambda layer: layer.inverse_depth[2])  # painter's order

@@ -11,15 +11,15 @@ from cwm.synthetic.shapes import Shape, Union, random_shape, union_of_pieces
 from cwm.synthetic.textures import procedural_texture
 
 
-def _similarity(angle: float, scale: float, tx: float, ty: float) -> np.ndarray:
+def similarity(angle: float, scale: float, tx: float, ty: float) -> np.ndarray:
     """3x3 homogeneous map ``x -> scale * R(angle) x + (tx, ty)``."""
     c, s = scale * np.cos(angle), scale * np.sin(angle)
     return np.array([[c, -s, tx], [s, c, ty], [0.0, 0.0, 1.0]])
 
 
-def _about(center: np.ndarray, m: np.ndarray) -> np.ndarray:
+def about_point(center: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Conjugate ``m`` so that it acts about ``center`` instead of the origin."""
-    return _similarity(0, 1, *center) @ m @ _similarity(0, 1, *(-center))
+    return similarity(0, 1, *center) @ m @ similarity(0, 1, *(-center))
 
 
 @dataclass
@@ -32,7 +32,7 @@ class _Camera:
 
     def view(self, t: int) -> np.ndarray:
         """Roll and zoom of frame t, about the image centre."""
-        return _about(self.center, _similarity(t * self.roll, self.zoom ** t, 0.0, 0.0))
+        return about_point(self.center, similarity(t * self.roll, self.zoom ** t, 0.0, 0.0))
 
     def parallax(self, t: int, plane: tuple[float, float, float]) -> np.ndarray:
         """Frame-0 pixels of a plane (inverse depth a*x + b*y + c) to frame t, before roll/zoom."""
@@ -120,7 +120,7 @@ def _object_layers(rng: np.random.Generator, cfg: SceneConfig, cam: _Camera, siz
         plane = (0.0, 0.0, inv_depth)
         motion = np.stack([
             cam.view(t) @ cam.parallax(t, plane)
-            @ _similarity(t * spin, grow ** t, *(start + t * velocity))
+            @ similarity(t * spin, grow ** t, *(start + t * velocity))
             for t in range(num_frames)])
         layers.append(Layer(k + 1, texture, (-edge, -edge), motion, plane, shape))
     # Painter's order: farthest object first (objects have constant depth).
