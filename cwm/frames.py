@@ -75,7 +75,7 @@ def to_tensor_pair(frame0, frame1) -> tuple[torch.Tensor, torch.Tensor, Batch]:
     return t0, t1, b0
 
 
-def from_tensor(t: torch.Tensor, batch: Batch):
+def from_tensor(t: torch.Tensor, batch: Batch) -> np.ndarray | torch.Tensor:
     """Float ``[B, 3, H, W]`` in [0, 1] -> the user's kind and batching."""
     t = t.detach().float().clamp(0, 1)
     if batch.numpy:
