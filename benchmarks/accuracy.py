@@ -19,7 +19,7 @@ depth, so flow's ms/pair holds the probe's time.
 
 Time (the embedded tiny_64 model, one thread on a loaded 2-core CPU, load 3-4): --quick about
 100 s, of which the poke segments take 75 s (3.7 s per scene), the Jacobian segments 4 s and the
-CWM flow 5 s (0.26 s per pair, once for flow, occlusion and depth); the full suite about 8 min.
+CWM flow 5 s (0.26 s per pair, once for flow, occlusion and depth); the full suite has 5x the scenes.
 """
 
 from __future__ import annotations
