@@ -221,7 +221,9 @@ class CWMPredictor:
 
     def set_pair(self, frame0, frame1, **flow_options) -> PairState:
         """One pair's probe state: ``state.flow()``, ``state.occlusion()`` and ``state.depth()``
-        share one flow probe, run at the first read (see :mod:`probes.pair`)."""
+        share one flow probe, run at the first read; ``state.segment(points)`` keeps each poke's
+        map and ``state.track(points)`` each query, so asking again costs only new work (see
+        :mod:`probes.pair`)."""
         from probes.pair import PairState
 
         return PairState(self, frame0, frame1, **flow_options)
