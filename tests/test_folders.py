@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cwm.cli.folders import Item, balance, collection
+from cwm.cli.discovery import Item, balance, collection
 from cwm.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,7 +179,7 @@ def test_collection_names_globs_frame_folders_and_skips_the_output_folder(tmp_pa
 
 
 def test_prefetch_keeps_order_and_raises_the_readers_error():
-    from cwm.cli.flow import prefetch
+    from cwm.cli.readahead import readahead as prefetch
 
     assert list(prefetch(iter(range(50)), 3)) == list(range(50))
 
