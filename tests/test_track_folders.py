@@ -10,29 +10,14 @@ import numpy as np
 import pytest
 
 from cwm.cli.main import main
+from conftest import tiny_weights_and_clips
 
 CLIPS = {"a.mp4": 4, "sub/b.mp4": 5}  # name -> frames
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
-    import torch
-
-    from cwm.checkpoints import save_pretrained
-    from cwm.config import CWMConfig
-    from cwm.io import write_video
-    from cwm.model import build_model
-    from cwm.synthetic import make_scene
-
-    root = tmp_path_factory.mktemp("track_folders")
-    torch.manual_seed(0)
-    cfg = CWMConfig(img_size=(32, 32), patch_size=8, enc_dim=32, enc_depth=1, enc_heads=2,
-                    dec_dim=32, dec_depth=1, dec_heads=2)
-    save_pretrained(build_model(cfg), root / "tiny")
-    for i, (name, frames) in enumerate(CLIPS.items()):
-        (root / "in" / name).parent.mkdir(parents=True, exist_ok=True)
-        write_video(root / "in" / name, make_scene(i, (32, 40), num_frames=frames).frames, fps=10)
-    return {"root": root, "weights": root / "tiny", "in": root / "in"}
+    return tiny_weights_and_clips(tmp_path_factory.mktemp("track_folders"), CLIPS)
 
 
 def track(capsys, data, source, out, *extra) -> tuple[int, str]:
