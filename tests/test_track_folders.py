@@ -115,3 +115,24 @@ def test_another_command_into_the_same_folder_is_refused(capsys, data, tmp_path)
     code = main(["flow", str(src), "-o", str(out), "--weights", str(data["weights"]), "--device", "cpu", "-q"])
     err = capsys.readouterr().err
     assert code == 2 and "`cwm track`" in err and "`cwm flow`" in err
+
+
+def test_two_accelerate_processes_split_the_videos_with_the_same_tracks(capsys, data, tmp_path):
+    import subprocess
+    import sys
+
+    from test_folders import env
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert track(capsys, data, data["in"], one, "--grid", 2)[0] == 0
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "cwm",
+                           "track", str(data["in"]), "-o", str(two), "--weights", str(data["weights"]),
+                           "--device", "cpu", "--mode", "direct", "-q", "--grid", "2"],
+                          capture_output=True, text=True, env=env(), timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "2 done, 0 skipped, 0 failed of 2 videos" in proc.stderr and "2 processes" in proc.stderr
+    rows = json.loads((two / "manifest.json").read_text())["videos"]
+    assert len({r["pid"] for r in rows}) == 2
+    for name in ("a", "sub/b"):
+        assert_same_tracks(one / name / "tracks.npz", two / name / "tracks.npz")
