@@ -104,7 +104,8 @@ class Encoder(nn.Module):
         patches = x.reshape(b, c, t, h, p, w, p).permute(0, 2, 3, 5, 1, 4, 6).reshape(b, t * h * w, c * p * p)
         vis = ~mask
         tokens = F.linear(patches[vis], proj.weight.reshape(proj.out_channels, -1), proj.bias)  # (B*N_vis, D)
-        return tokens.reshape(b, -1, proj.out_channels) + pos.to(tokens.dtype).expand(b, -1, -1)[vis].reshape(
+        # pos in the input's dtype, as the full path adds it (float32 tokens under autocast)
+        return tokens.reshape(b, -1, proj.out_channels) + pos.to(x.dtype).expand(b, -1, -1)[vis].reshape(
             b, -1, proj.out_channels)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, visible_only: bool = False) -> torch.Tensor:

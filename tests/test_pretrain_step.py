@@ -118,3 +118,18 @@ def test_last_rows_equals_the_block_on_every_row_explicit_attention():
     for fused in (True, False):
         blk.attn.fused_attn = fused
         torch.testing.assert_close(last_rows(blk, tokens, 4), blk(tokens)[:, -4:], rtol=1e-12, atol=1e-12)
+
+
+def test_skip_unused_rows_keeps_the_dtypes_under_bf16_autocast():
+    model, x, mask = _rows_pair(torch.float32)
+    pos = model.enc_pos[:, :32]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        full_tokens = model.encoder(x, mask, pos)
+        fast_tokens = model.encoder(x, mask, pos, visible_only=True)
+        full = model(x, mask)
+        model.skip_unused_rows = True
+        fast = model(x, mask)
+    assert fast_tokens.dtype == full_tokens.dtype  # the residual stream stays float32, as on the full path
+    assert fast.dtype == full.dtype
+    torch.testing.assert_close(fast_tokens, full_tokens, rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(fast.float(), full.float(), rtol=2e-2, atol=2e-2)
