@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +55,10 @@ class FramesFolderReader:
                              f"{frame.shape[1]}x{frame.shape[0]}, the first frame {self.size[1]}x{self.size[0]}")
         return frame
 
-    def iter_frames(self):
+    def iter_frames(self) -> Iterator[np.ndarray]:
         return (self._frame(i) for i in range(self.num_frames))
 
-    def iter_indices(self, indices):
+    def iter_indices(self, indices) -> Iterator[tuple[int, np.ndarray]]:
         return ((i, self._frame(i)) for i in indices)
 
     def close(self) -> None:

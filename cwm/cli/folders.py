@@ -47,7 +47,7 @@ class _Single:
         pass
 
 
-def process_state():
+def process_state() -> object:
     """Accelerate's ``PartialState`` when launched as one of several processes (gloo on a host
     without a GPU, as ``pretrain.train`` does); else a single-process stand-in."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:

@@ -119,6 +119,8 @@ def remove_dead_partials(out: Path) -> None:
 
 def summarise(out: Path, command: str, items: list[Item], skipped: int, start: float, world: int,
                quiet: bool) -> int:
+    """Write ``OUT/manifest.json`` (every record and the run's summary) and print the summary;
+    returns the exit status (2 when a video failed)."""
     from cwm.atomic import atomic_write
 
     records = read_records(out)
