@@ -1,17 +1,9 @@
-"""Clips for pretraining: video folders or synthetic scenes, sampled deterministically.
+"""The dataset and sampler a pretraining run uses: video folders, synthetic scenes or photos.
 
-Every item is named by a key ``(epoch, index)`` that the sampler yields, and all of its
-randomness (which frames, the gap, the crop, the flip, the mask noise) is drawn from a generator
-seeded by ``(seed, epoch, index)``. So a clip does not depend on which process or DataLoader
-worker builds it: one process and N processes with the same global batch see the same clips, and
-a resumed run sees exactly the clips the uninterrupted run would have seen.
-
-An item is ``{"video": uint8 [T, H, W, 3], "noise": float32 [h*w]}``: RGB frames at the model's
-resolution, and one uniform number per last-frame patch (the loop reveals the patches with the
-smallest noise, so the mask is per sample yet the masked count is the same across the batch).
-
-The parts: :mod:`pretrain.clips` (keys, sampler, crops, synthetic and photo clips) and
-:mod:`pretrain.videos` (video folders); this module builds the dataset a run uses.
+Every clip is named by ``(seed, epoch, index)`` (see :mod:`pretrain.clips` for the keys and what
+an item holds), so one process and many see the same clips and a resumed run sees what the
+uninterrupted one would have. The parts: :mod:`pretrain.clips` (keys, sampler, crops, synthetic
+and photo clips) and :mod:`pretrain.videos` (video folders); the names of both are re-exported here.
 """
 from __future__ import annotations
 

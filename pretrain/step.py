@@ -28,7 +28,8 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def adamw(groups: list[dict[str, Any]], lr: float, betas: tuple[float, float], fused: bool = True):
+def adamw(groups: list[dict[str, Any]], lr: float, betas: tuple[float, float],
+          fused: bool = True) -> torch.optim.AdamW:
     """AdamW, fused (one kernel for all tensors, CPU and CUDA; about 3x faster than the default
     per-tensor loop on a CPU, the same update to rounding) where ``fused`` and torch has it."""
     try:

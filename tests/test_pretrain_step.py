@@ -133,3 +133,13 @@ def test_skip_unused_rows_keeps_the_dtypes_under_bf16_autocast():
     assert fast.dtype == full.dtype
     torch.testing.assert_close(fast_tokens, full_tokens, rtol=2e-2, atol=2e-2)
     torch.testing.assert_close(fast.float(), full.float(), rtol=2e-2, atol=2e-2)
+
+
+def test_setup_for_training_turns_the_skip_on():
+    from pretrain.step import setup_for_training
+
+    model = build_model(CFG)
+    assert model.skip_unused_rows is False
+    setup_for_training(model, "cpu", "no")
+    assert model.skip_unused_rows is True
+    assert all(m.fused_attn for m in model.modules() if hasattr(m, "fused_attn"))
