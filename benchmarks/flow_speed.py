@@ -5,11 +5,13 @@ For each size (64: variant tiny_64, 128: small_128, random weights unless --weig
 checkpoint of that size) the three methods compute a dense patch-grid flow field of one
 synthetic pair:
   (a) official_style     one reverse pass per target patch over 5 mask partitions (ECCV 2024);
-  (b) finite_difference  one source per forward pass, the default masks of (c);
-  (c) packed_jvp         probes.flow.flow with its defaults (packed sources, forward mode);
-  (d) packed_fd          for information: (c) with finite differences instead of forward mode;
-  (e) packed_jvp_1mask   for information: (c) with one frame-1 mask instead of two;
-  (f) packed_jvp_wide    for information: (c) searching flows up to 0.12 of the side (the
+  (b) finite_difference  one source per forward pass (one-sided, a base pass per mask), the
+                         default masks of (c);
+  (c) packed_fd          probes.flow.flow with its defaults (packed sources, central finite
+                         differences: all +eps / -eps inputs in one batched forward call);
+  (d) packed_jvp         for information: (c) in forward mode (``mode="jvp"``);
+  (e) packed_jvp_1mask   for information: (d) with one frame-1 mask instead of two;
+  (f) packed_jvp_wide    for information: (d) searching flows up to 0.12 of the side (the
                          suite's fastest motions) instead of the default 0.06, at more tangents.
 Seconds are the best of --repeats interleaved runs (one run for (a), which takes minutes), as
 wall time and as this process's CPU time (less sensitive to other jobs on the machine); the
@@ -21,6 +23,7 @@ oracle, as the ECCV code reverses the frames; the others on the forward oracle.
     python benchmarks/flow_speed.py --out flow_speed.json
     python benchmarks/flow_speed.py --memory --out flow_memory.json   # ViT-B/8 at 224, peak RSS
     python benchmarks/flow_speed.py --official --out flow_official.json  # default path vs official
+    python benchmarks/flow_speed.py --official --no-vitb --no-batching --repeats 7  # quick, ~2 min
 
 ``--official`` times ``predictor.flow`` with its defaults (multi-scale, verified) against the
 official method in one run, with pass counts of both sides (see benchmarks/flow_official.py).
@@ -60,11 +63,11 @@ VARIANTS = {64: "tiny_64", 128: "small_128"}
 WIDE_MAX_FLOW_FRACTION = 0.12
 #: probes.flow.flow options of each method but (a); max_flow is given as a fraction of the side.
 FLOW_OPTIONS = {
-    "finite_difference": {"mode": "fd", "pack": False},
-    "packed_jvp": {},
-    "packed_fd": {"mode": "fd"},
-    "packed_jvp_1mask": {"num_masks": 1},
-    "packed_jvp_wide": {"max_flow": WIDE_MAX_FLOW_FRACTION},
+    "finite_difference": {"mode": "fd", "fd_central": False, "pack": False},
+    "packed_fd": {},
+    "packed_jvp": {"mode": "jvp"},
+    "packed_jvp_1mask": {"mode": "jvp", "num_masks": 1},
+    "packed_jvp_wide": {"mode": "jvp", "max_flow": WIDE_MAX_FLOW_FRACTION},
 }
 METHODS = ("official_style", *FLOW_OPTIONS)
 SPEED_SEED = 7          # the synthetic scene timed at each size
@@ -123,7 +126,7 @@ def pass_counts(name: str, predictor, size: int) -> dict:
     if name == "finite_difference":
         return {"forward": k * (gh * gw + 1)}
     if name == "packed_fd":
-        return {"forward": k * (packs + 1)}
+        return {"forward": 2 * k * packs}  # central: +eps and -eps, batched into one call per chunk
     return {"jvp": k * packs}
 
 
@@ -291,6 +294,8 @@ def main(argv=None) -> int:
     parser.add_argument("--official", action="store_true",
                         help="the default flow path against the official method (flow_official.py)")
     parser.add_argument("--no-vitb", action="store_true", help="--official without the ViT-B/8 224 row")
+    parser.add_argument("--no-batching", action="store_true",
+                        help="--official without the jvp vmap/batch comparison")
     parser.add_argument("--out", type=Path, help="write the report as JSON")
     parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)  # memory probe process
     parser.add_argument("--child-pair", type=Path, help=argparse.SUPPRESS)
@@ -305,7 +310,8 @@ def main(argv=None) -> int:
         import flow_official
 
         report = flow_official.run(args.repeats, not args.no_vitb,
-                                   lambda size, methods: accuracy(size, args.scenes, 8, methods))
+                                   lambda size, methods: accuracy(size, args.scenes, 8, methods),
+                                   batching=not args.no_batching)
         report["machine"] = {**machine, "load_average": os.getloadavg(),
                              "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
         print(flow_official.format_report(report))

@@ -17,7 +17,7 @@ from probes.flow import window_flow
 from probes.jacobian import auto_chunk_size
 from probes.packing import pack_grid
 from probes.pokes import Poke, displacements, make_poke, poke_inputs, source_box
-from probes.segment_config import DEFAULT_FLOW_OPTIONS, SegmentConfig
+from probes.segment_config import DEFAULT_FLOW_OPTIONS, FLOW_READ_MODE, SegmentConfig
 
 
 class PokeMaps:
@@ -113,7 +113,8 @@ def _read_counterfactual(predictor, f0: torch.Tensor, pokes: Sequence[Poke], max
     Each call holds as many pokes as leave room for all their tangents, so that the engine
     computes each poke's primal once and batches its tangents (vmap)."""
     chunk = chunk_size(predictor, cfg)
-    opts = ProbeOptions.from_kwargs({"max_flow": max_flow, "chunk_size": chunk, **cfg.flow, "num_masks": 1})
+    opts = ProbeOptions.from_kwargs({"max_flow": max_flow, "chunk_size": chunk, "mode": FLOW_READ_MODE, **cfg.flow,
+                                     "num_masks": 1})
     stride = opts.stride or predictor.patch_size
     per_call = max(1, chunk // _flow_tangents(predictor, opts))
     for start in range(0, len(pokes), per_call):  # every counterfactual, batched

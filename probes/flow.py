@@ -107,12 +107,16 @@ def flow(predictor, frame0, frame1, **options) -> FlowResult | list[FlowResult]:
             motions alias (are read at a neighbour's peak).
         num_masks, visible: frame-1 masks averaged (:data:`probes.core.DEFAULT_NUM_MASKS`, 2)
             and the fraction of patches each reveals (:data:`probes.core.DEFAULT_VISIBLE`, 0.25).
-        mode: "jvp" (forward mode, default), "vjp" (reverse mode: backward flow of frame 1,
-            inverted; occlusion by coverage) or "fd" (finite differences, no autograd needed).
+        mode: "fd" (default, :data:`probes.core.DEFAULT_MODE`: central finite differences, the
+            +eps and -eps inputs of all tangents in one batched forward call per chunk, no
+            autograd), "jvp" (forward mode: the same reading, within 0.05 px, at a fixed cost
+            per call) or "vjp" (reverse mode: backward flow of frame 1, inverted; occlusion by
+            coverage).
         occlusion_threshold: occluded where strength / typical strength is below it
             (:data:`probes.visibility.DEFAULT_OCCLUSION_THRESHOLD`, 0.5), or where the flow
             leaves the frame.
-        consistency: also mark pixels that fail the forward-backward check (costs the other pass).
+        consistency: also mark pixels that fail the forward-backward check (costs a reverse-mode
+            pass in addition).
         sigma: bump standard deviation in model pixels (:data:`probes.core.DEFAULT_SIGMA`, 1).
         refine: sub-pixel peak fit, "gaussian" (default), "quadratic", "centroid" or "none".
         fill_occluded: give occluded sources their neighbours' flow (default True).
@@ -124,7 +128,9 @@ def flow(predictor, frame0, frame1, **options) -> FlowResult | list[FlowResult]:
             official method"): equal within noise at 64 and 128 px and on 49 tiles; vmap pays a
             fixed cost per call and less per tangent (tiny_64: ~41 ms + 24 ms/tangent against
             ~56 ms/tangent), so it stays the default.
-        fd_eps, fd_central: finite-difference step and central differences (mode "fd").
+        fd_eps, fd_central: finite-difference step (:data:`probes.jacobian.DEFAULT_FD_EPS`, 0.01
+            intensity units at the bump's peak) and central differences (default True; False
+            adds one base pass and uses one-sided differences), for mode "fd".
         pack: share tangents between distant sources (default True; False runs one source per
             tangent, the unpacked baseline).
         multiscale: read the flow at the input's own scale with :mod:`probes.pyramid` (default
@@ -180,7 +186,7 @@ def track(predictor, frame0, frame1, points, reference: bool = True, **options) 
         reference: add one tangent of lattice points whose median strength is the typical
             response (otherwise the median over the query points is used, which needs most of
             them visible).
-        **options: as for :func:`flow`; ``mode`` is "jvp" or "fd" (``stride``,
+        **options: as for :func:`flow`; ``mode`` is "fd" (default) or "jvp" (``stride``,
             ``fill_occluded`` and ``consistency`` do not apply).
     Returns:
         A :class:`probes.results.TrackResult`, or a list of them for a batch. A point is not

@@ -8,8 +8,13 @@ fixed (:class:`FrameFunction`). The engine computes, for many tangents at once:
   batch dimension;
 - **reverse mode** (``"vjp"``): ``J^T u`` for cotangents ``u`` on the predicted frame, one
   forward pass for all chunks and the cotangents batched through ``vmap``;
-- **finite differences** (``"fd"``): ``(F(x + eps v) - F(x)) / eps`` (or the central
-  difference), plain forward passes, for checks and for models autograd cannot see through.
+- **finite differences** (``"fd"``, the default of :func:`probes.flow.flow`): the central
+  difference ``(F(x + eps v) - F(x - eps v)) / (2 eps)`` (or the one-sided one), plain forward
+  passes with no autograd: the ``+eps`` and ``-eps`` inputs of every tangent of a chunk go
+  through the model in ONE batched call (no separate base pass), on the fused attention kernel.
+  Forward mode pays a fixed cost per call (the primal pass and functorch's decompositions,
+  about 30 ms on tiny_64 on a CPU) that a batched forward does not, so "fd" is the cheapest
+  dense read; it agrees with "jvp" to well under 0.05 px of flow (tests/test_fd_engine.py).
 
 All three return response maps ``[P, B, 3, H, W]`` for ``P`` tangents on a batch of ``B``
 frames. Work is cut into chunks of at most ``chunk_size`` tangent items (tangents times batch)
@@ -19,6 +24,7 @@ oracles (:mod:`probes.oracles`) stand in for a network in tests.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -37,8 +43,13 @@ from cwm.model import math_attention
 #: per call peak at 4.0 GB resident in all: benchmarks/flow_speed.py --memory).
 AUTO_CHUNK_TOKEN_ITEMS = 6400
 MAX_AUTO_CHUNK = 64
-#: Step of the finite-difference mode, in intensity units of [0, 1] images times the tangent.
+#: Step of the finite-difference mode, in intensity units of [0, 1] images times the tangent
+#: (a bump of peak 1 changes frame 0 by at most 0.01). With central differences the truncation
+#: error is O(eps^2) of the response's curvature, and float32 rounding of the prediction
+#: (~1e-7 relative) is amplified by 1 / (2 eps) = 50: both far below what moves a peak.
 DEFAULT_FD_EPS = 1e-2
+#: Whether "fd" uses central differences by default (two forwards per tangent, in one call).
+DEFAULT_FD_CENTRAL = True
 MODES = ("jvp", "vjp", "fd")
 BATCHING = ("vmap", "batch")
 
@@ -89,7 +100,9 @@ def probe_masks(batch: int, num_frames: int, grid: tuple[int, int], num_masks: i
 
     Disjoint visible sets mean every patch is predicted (carries a response) in at least
     ``num_masks - 1`` of them. Returns bool ``[batch * num_masks, T*h*w]`` (pair-major), True =
-    masked; each mask reveals ``max(1, round(visible * h*w))`` last-frame patches.
+    masked; each mask reveals ``max(1, round(visible * h*w))`` last-frame patches. Every pair's
+    masks are drawn from ``seed`` alone (the same for all pairs), so a pair gets the same masks
+    whatever its position in a batch, and a batch reads exactly as its pairs read one by one.
     """
     if num_masks < 1:
         raise ConfigError(f"num_masks must be >= 1 (got {num_masks})")
@@ -97,14 +110,11 @@ def probe_masks(batch: int, num_frames: int, grid: tuple[int, int], num_masks: i
         raise ConfigError(f"visible must be in (0, 1) (got {visible})")
     n = grid[0] * grid[1]
     count = max(1, round(visible * n))
-    g = torch.Generator().manual_seed(int(seed))
-    last = torch.ones(batch * num_masks, n, dtype=torch.bool)
-    for b in range(batch):
-        order = torch.randperm(n, generator=g)
-        for k in range(num_masks):
-            idx = order[(torch.arange(count) + k * count) % n]
-            last[b * num_masks + k, idx] = False
-    return last_frame_mask(last, num_frames)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    one = torch.ones(num_masks, n, dtype=torch.bool)
+    for k in range(num_masks):
+        one[k, order[(torch.arange(count) + k * count) % n]] = False
+    return last_frame_mask(one.repeat(batch, 1), num_frames)
 
 
 def predicted_pixels(mask: torch.Tensor, grid: tuple[int, int], patch_size: int) -> torch.Tensor:
@@ -169,21 +179,23 @@ def _jvp_chunk(fn: FrameFunction, primal: torch.Tensor, tangents: torch.Tensor, 
 
 def _fd_chunk(fn: FrameFunction, primal: torch.Tensor, base: torch.Tensor | None, tangents: torch.Tensor,
               eps: float) -> torch.Tensor:
-    """Finite differences; ``base`` is ``F(primal)`` (one-sided) or None (central)."""
+    """Finite differences for tangents ``[n, B, 3, H, W]`` -> ``[n, B, 3, H, W]``; ``base`` is
+    ``F(primal)`` (one-sided) or None (central: the ``+eps`` and ``-eps`` inputs of all ``n``
+    tangents stacked into one forward call of ``2 n B`` items)."""
     n = tangents.shape[0]
     step = eps * tangents.reshape(-1, *primal.shape[1:])
     x = primal.repeat(n, 1, 1, 1)
-    tiled = fn.tile(n)
     if base is None:
-        diff = (tiled(x + step) - tiled(x - step)) / (2 * eps)
+        out = fn.tile(2 * n)(torch.cat([x + step, x - step]))
+        diff = (out[:len(x)] - out[len(x):]) / (2 * eps)
     else:
-        diff = (tiled(x + step) - base.repeat(n, 1, 1, 1)) / eps
+        diff = (fn.tile(n)(x + step) - base.repeat(n, 1, 1, 1)) / eps
     return diff.reshape(tangents.shape)
 
 
 def iter_responses(fn: FrameFunction, primal: torch.Tensor, count: int, build: TangentBuilder,
                    mode: str = "jvp", chunk_size: int = MAX_AUTO_CHUNK, batching: str = "vmap",
-                   fd_eps: float = DEFAULT_FD_EPS, fd_central: bool = False
+                   fd_eps: float = DEFAULT_FD_EPS, fd_central: bool = DEFAULT_FD_CENTRAL
                    ) -> Iterator[tuple[int, torch.Tensor]]:
     """Response maps for ``count`` tangents, chunk by chunk.
 
@@ -195,17 +207,21 @@ def iter_responses(fn: FrameFunction, primal: torch.Tensor, count: int, build: T
             for "jvp"/"fd"; cotangents on the predicted frame for "vjp"). Built lazily so that
             only one chunk of tangents is in memory.
         mode: "jvp", "vjp" or "fd".
-        chunk_size: most tangent items (tangents x B) per call.
+        chunk_size: most tangent items (tangents x B) per call (a central "fd" call runs two
+            forward items per tangent item, without autograd's memory).
         batching: "vmap" (tangents batched by ``torch.func.vmap``) or "batch" (primal repeated
             along the batch dimension); "fd" always uses the batch dimension.
         fd_eps, fd_central: finite-difference step and whether to use central differences.
+    Forward mode ("jvp") runs attention on the math backend (the fused kernel has no
+    forward-mode rule), as does "vjp"; "fd" keeps the fused kernel.
     Yields:
         ``(start, responses [n, B, 3, H, W])`` for consecutive chunks.
     """
     _check_engine_args(mode, batching, chunk_size, fd_eps)
     b = primal.shape[0]
     per_call = max(1, chunk_size // b)
-    with math_attention(), warnings.catch_warnings():
+    attention = contextlib.nullcontext() if mode == "fd" else math_attention()
+    with attention, warnings.catch_warnings():
         # vmap has no batching rule for the masked_scatter in CWM.predict_frame and says so on
         # every call (its per-item fallback is a small share of the cost); torch's lazily loaded
         # forward-mode decompositions still use torch.jit.script and warn about it.
