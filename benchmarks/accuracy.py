@@ -17,9 +17,9 @@ whenever the embedded ``cwm.load("default")`` weights load; segments also as ``c
 Each pair's flow probe runs once (``predictor.set_pair``) and serves flow, occlusion and stereo
 depth, so flow's ms/pair holds the probe's time.
 
-Time (the embedded tiny_64 model, one thread on a loaded 2-core CPU, load 3-4): --quick about
-100 s, of which the poke segments take 75 s (3.7 s per scene), the Jacobian segments 4 s and the
-CWM flow 5 s (0.26 s per pair, once for flow, occlusion and depth); the full suite has 5x the scenes.
+Time (the embedded tiny_64 model, one thread on a loaded 2-core CPU, load 2-4): --quick about
+50 s, of which the poke segments take 36 s (1.9 s per scene), the Jacobian segments 2 s and the
+CWM flow 1.4 s (72 ms per pair, once for flow, occlusion and depth).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import probes.flow
+import probes.pair  # noqa: F401  (imported before flow_runs replaces probes.flow.flow)
 from cwm import evaluation
 from cwm.cli.main import main
 from cwm.config import CWMConfig
@@ -36,6 +37,16 @@ def model():
     return build_model(cfg)
 
 
+@pytest.fixture(scope="module")
+def weights(model, tmp_path_factory) -> str:
+    """The tiny model's weights folder."""
+    from cwm.checkpoints import save_pretrained
+
+    folder = tmp_path_factory.mktemp("weights")
+    save_pretrained(model, folder)
+    return str(folder)
+
+
 @pytest.fixture
 def flow_runs(monkeypatch) -> list:
     """Every run of the flow probe, recorded (the probe still runs)."""
@@ -50,11 +61,10 @@ def _scores(report: dict) -> dict:
             for kind, rows in report.items() if kind in ("flow", "occlusion", "depth", "segments")}
 
 
-def test_cwm_eval_runs_the_flow_probe_once_per_pair_and_scores_segments(capsys, tmp_path, small_suite, model,
-                                                                        flow_runs, monkeypatch):
-    monkeypatch.setattr("cwm.cli.common.load_predictor", lambda args: CWMPredictor(model, device="cpu"))
+def test_cwm_eval_runs_the_flow_probe_once_per_pair_and_scores_segments(capsys, tmp_path, small_suite, weights,
+                                                                        flow_runs):
     out_json = tmp_path / "report.json"
-    assert main(["eval", "--out", str(out_json)]) == 0
+    assert main(["eval", "--weights", weights, "--device", "cpu", "--out", str(out_json)]) == 0
     out = capsys.readouterr().out
     report = json.loads(out_json.read_text())
     assert len(flow_runs) == len(SUITE) == report["pairs_probed"]  # flow, occlusion, depth, confidence: one run
@@ -68,27 +78,24 @@ def test_cwm_eval_runs_the_flow_probe_once_per_pair_and_scores_segments(capsys, 
     assert set(report["cwm_confidence"]) == {"epe_confident_half", "epe_rest", "ratio"}
 
 
-def test_eval_of_some_probes_scores_only_those(capsys, tmp_path, small_suite, model, flow_runs, monkeypatch):
-    monkeypatch.setattr("cwm.cli.common.load_predictor", lambda args: CWMPredictor(model, device="cpu"))
-    assert main(["eval", "--probes", "segments", "--out", str(tmp_path / "r.json")]) == 0
+def test_eval_of_some_probes_scores_only_those(capsys, tmp_path, small_suite, weights, flow_runs):
+    assert main(["eval", "--probes", "segments", "--weights", weights, "--device", "cpu",
+                 "--out", str(tmp_path / "r.json")]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert flow_runs == [] and "cwm" not in report["flow"] and "cwm_confidence" not in report
     assert "cwm" in report["segments"]
 
 
-def test_accuracy_benchmark_is_the_same_engine(capsys, tmp_path, small_suite, model, flow_runs):
-    from cwm.checkpoints import save_pretrained
-
-    save_pretrained(model, tmp_path / "w")
+def test_accuracy_benchmark_is_the_same_engine(capsys, tmp_path, small_suite, weights, flow_runs):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import accuracy
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     bench = tmp_path / "sub" / "bench.json"
-    assert accuracy.main(["--weights", str(tmp_path / "w"), "--out", str(bench)]) == 0
+    assert accuracy.main(["--weights", weights, "--out", str(bench)]) == 0
     assert len(flow_runs) == len(SUITE)
-    assert main(["eval", "--weights", str(tmp_path / "w"), "--device", "cpu", "--out", str(tmp_path / "e.json")]) == 0
+    assert main(["eval", "--weights", weights, "--device", "cpu", "--out", str(tmp_path / "e.json")]) == 0
     assert _scores(json.loads(bench.read_text())) == _scores(json.loads((tmp_path / "e.json").read_text()))
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import probes.flow
+import probes.pair  # noqa: F401  (imported before a test replaces probes.flow.flow)
 from cwm.config import get_variant
 from cwm.errors import InputError
 from cwm.model import build_model
