@@ -48,7 +48,8 @@ def tune_occlusion(scenes, strides=(1, 8)) -> dict:
             case = oracles.scene_case(scene)
             f0, f1 = (torch.from_numpy(f).permute(2, 0, 1)[None].float() / 255 for f in scene.pair(0))
             max_flow = SUITE_MAX_FLOW_FRACTION * min(scene.size)
-            fwd, score = grid_probe(case.oracle, f0, f1, stride, max_flow, ProbeOptions(), "jvp")
+            opts = ProbeOptions(stride=stride, max_flow=max_flow).resolve(case.oracle, tuple(case.oracle.size))
+            fwd, score = grid_probe(case.oracle, f0, f1, opts, "jvp")
             leaves = _leaves(fwd)[0].numpy()
             for t in THRESHOLDS:
                 pred = (score[0].numpy() < t) | leaves

@@ -1,6 +1,11 @@
 """Affinity of every model pixel to a poked point: the counterfactual flow of each poke read by
 the flow probe (``method="poke"``), or the flow derivative with respect to the poke by one JVP
-and the Lucas-Kanade normal equations (``method="jacobian"``); see :mod:`probes.segments`."""
+and the Lucas-Kanade normal equations (``method="jacobian"``); see :mod:`probes.segments`.
+
+Everything here is at the model's size: the image was resized to ``predictor.size`` before
+(:func:`probes.segments.segment`), so its pixels are model pixels, and the flow reads resolve
+their options (``max_flow`` and ``SegmentConfig.flow``) for a window of the model's own size
+(:meth:`probes.core.ProbeOptions.resolve`)."""
 from __future__ import annotations
 
 import math
@@ -11,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from cwm.model import math_attention
-from probes.core import ProbeOptions
+from probes.core import ModelOptions, ProbeOptions
 from probes.flow import flow as flow_probe
 from probes.flow import window_flow
 from probes.jacobian import auto_chunk_size
@@ -98,9 +103,9 @@ def chunk_size(predictor, cfg: SegmentConfig) -> int:
     return cfg.chunk_size or auto_chunk_size(predictor)
 
 
-def _flow_tangents(predictor, opts) -> int:
+def _flow_tangents(predictor, opts: ModelOptions) -> int:
     """Tangents one flow read takes per frame pair and mask (the packs of its source grid)."""
-    stride = opts.stride or predictor.patch_size
+    stride = opts.stride
     return pack_grid((predictor.size[0] // stride, predictor.size[1] // stride), stride, opts.max_flow).num_packs
 
 
@@ -114,16 +119,14 @@ def _read_counterfactual(predictor, f0: torch.Tensor, pokes: Sequence[Poke], max
     computes each poke's primal once and batches its tangents (vmap)."""
     chunk = chunk_size(predictor, cfg)
     opts = ProbeOptions.from_kwargs({"max_flow": max_flow, "chunk_size": chunk, "mode": FLOW_READ_MODE, **cfg.flow,
-                                     "num_masks": 1})
-    stride = opts.stride or predictor.patch_size
+                                     "num_masks": 1}).resolve(predictor, tuple(predictor.size))
     per_call = max(1, chunk // _flow_tangents(predictor, opts))
     for start in range(0, len(pokes), per_call):  # every counterfactual, batched
         group = pokes[start:start + per_call]
         d = torch.tensor([pk.d for pk in group], dtype=f0.dtype, device=f0.device)
         with torch.no_grad():
             clips, masks = poke_inputs(predictor, f0, group, d)
-        flow, _, occluded = window_flow(predictor, clips[:, :, 0], clips[:, :, -1], stride, opts.max_flow, opts,
-                                        masks=masks)
+        flow, _, occluded = window_flow(predictor, clips[:, :, 0], clips[:, :, -1], opts, masks=masks)
         yield from zip(flow.float().cpu().numpy(), occluded.cpu().numpy())
 
 
@@ -141,7 +144,7 @@ def _read_reprobe(predictor, f0: torch.Tensor, pokes: Sequence[Poke], max_flow: 
             preds.append(predictor.predict_fn(*poke_inputs(predictor, f0, group, d)).float().clamp(0, 1))
     preds = torch.cat(preds)
     # Batched flow probes, frame 0 against each prediction; each pair costs num_masks x tangents items.
-    opts = ProbeOptions.from_kwargs(options)
+    opts = ProbeOptions.from_kwargs(options).resolve(predictor, tuple(predictor.size))
     per_call = max(1, chunk // (opts.num_masks * _flow_tangents(predictor, opts)))
     for start in range(0, len(pokes), per_call):
         group = preds[start:start + per_call]

@@ -73,11 +73,11 @@ DEFAULT_MODE = "fd"
 
 
 @dataclass(frozen=True)
-class ProbeOptions:
-    """Options of :func:`flow` and :func:`track` (see :func:`flow` for their meaning)."""
+class EngineOptions:
+    """Settings of the Jacobian engine that no change of resolution touches (``sigma`` is in model
+    pixels wherever it appears). :class:`ProbeOptions` and :class:`ModelOptions` both carry them;
+    :func:`probe` reads only these (see :func:`probes.flow.flow` for their meaning)."""
 
-    stride: int | None = None
-    max_flow: float | None = None
     num_masks: int = DEFAULT_NUM_MASKS
     visible: float = DEFAULT_VISIBLE
     mode: str = DEFAULT_MODE
@@ -92,6 +92,20 @@ class ProbeOptions:
     fd_eps: float = DEFAULT_FD_EPS
     fd_central: bool = DEFAULT_FD_CENTRAL
     pack: bool = True
+
+
+@dataclass(frozen=True)
+class ProbeOptions(EngineOptions):
+    """Options of :func:`probes.flow.flow` and :func:`probes.flow.track` as the user gives them
+    (see :func:`probes.flow.flow` for their meaning). Units: ``max_flow`` in pixels of the
+    caller's image (None: :data:`DEFAULT_MAX_FLOW_FRACTION` of its smaller side); ``stride`` and
+    ``sigma`` in model pixels (``stride`` None: the patch size); ``finest_side`` and
+    ``tile_stride`` in pixels of the input and of a pyramid level. The engine never reads these
+    directly: :meth:`resolve` turns them into the :class:`ModelOptions` of one model-sized window.
+    """
+
+    stride: int | None = None
+    max_flow: float | None = None
     multiscale: bool = True
     finest_side: int | None = DEFAULT_FINEST_SIDE
     tile_stride: int | None = None
@@ -124,6 +138,50 @@ class ProbeOptions:
             raise ConfigError(f"sigma must be > 0 pixels (got {opts.sigma})")
         return opts
 
+    def resolve(self, predictor, size: tuple[int, int]) -> ModelOptions:
+        """These options for one model-sized window that stands for ``size = (H, W)`` pixels of
+        the caller's image: the whole input, for the single-window probe; the model's own size
+        for a tile cut from a pyramid level or an image already at the model's size.
+
+        ``stride`` becomes the patch size when None (one source per patch). ``max_flow`` (None:
+        :data:`DEFAULT_MAX_FLOW_FRACTION` of the smaller side of ``size``) is converted to model
+        pixels by the larger of the two axis scales, to stay conservative. This is the only place
+        where either default is applied and where ``max_flow`` changes unit.
+        """
+        model = tuple(predictor.size)
+        max_flow = DEFAULT_MAX_FLOW_FRACTION * min(size) if self.max_flow is None else self.max_flow
+        max_flow = check_max_flow(max_flow) * max(model[0] / size[0], model[1] / size[1])
+        engine = {f.name: getattr(self, f.name) for f in dataclasses.fields(EngineOptions)}
+        return ModelOptions(stride=self.stride or predictor.patch_size, max_flow=max_flow, **engine)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelOptions(EngineOptions):
+    """Resolved options of one model-sized window, what :func:`grid_probe` and
+    :func:`probes.flow.window_flow` take (build it with :meth:`ProbeOptions.resolve`).
+
+    Attributes:
+        stride: source spacing, model pixels (>= 1).
+        max_flow: largest displacement searched per axis, model pixels (> 0): sources more than
+            ``2 * max_flow`` apart share a tangent, and each peak is read within it.
+        (the rest): the :class:`EngineOptions`.
+    """
+
+    stride: int
+    max_flow: float
+
+    def __post_init__(self) -> None:
+        if int(self.stride) != self.stride or self.stride < 1:
+            raise ConfigError(f"stride must be an integer >= 1 model pixels (got {self.stride})")
+        check_max_flow(self.max_flow)
+
+
+def _check_model_options(opts) -> None:
+    """TypeError unless ``opts`` is a :class:`ModelOptions` (user options must be resolved first)."""
+    if not isinstance(opts, ModelOptions):
+        raise TypeError(f"expected ModelOptions (model pixels), got {type(opts).__name__}; "
+                        "resolve user options first: ProbeOptions.resolve(predictor, size)")
+
 
 class ProbeOutput(NamedTuple):
     """What :func:`probe` measures, at model resolution."""
@@ -135,13 +193,16 @@ class ProbeOutput(NamedTuple):
     near_unseen: torch.Tensor  # [B, H, W] bool: within max_flow of a pixel that no mask predicts
 
 
-def probe(predictor, frame0: torch.Tensor, frame1: torch.Tensor, packing: Packing, opts: ProbeOptions,
+def probe(predictor, frame0: torch.Tensor, frame1: torch.Tensor, packing: Packing, opts: EngineOptions,
           mode: str | None = None, masks: torch.Tensor | None = None) -> ProbeOutput:
     """Peak displacement and strength of every packed source.
 
     Args:
         frame0, frame1: ``[B, 3, H, W]`` at ``predictor.size``.
-        packing: sources and their tangents (points ``(x, y)`` in model pixels).
+        packing: sources and their tangents (points ``(x, y)`` in model pixels); its
+            ``max_flow`` (model pixels) is the search window.
+        opts: the engine settings (a :class:`ModelOptions` or :class:`ProbeOptions`; lengths
+            are taken from ``packing``, not from ``opts``).
         mode: "jvp"/"fd" (bumps on frame 0, peaks in the prediction: forward flow of the
             sources) or "vjp" (bumps on the prediction, peaks in frame 0: backward flow of the
             sources as frame-1 targets); default ``opts.mode``.
@@ -196,11 +257,14 @@ def probe(predictor, frame0: torch.Tensor, frame1: torch.Tensor, packing: Packin
     return ProbeOutput(flows, strength, coverage, near[:, px[:, 1], px[:, 0]].T, near)
 
 
-def grid_probe(predictor, f0: torch.Tensor, f1: torch.Tensor, stride: int, max_flow: float,
-               opts: ProbeOptions, mode: str, masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dense field and visibility score at model resolution: ``[B, H, W, 2]`` and ``[B, H, W]``.
+def grid_probe(predictor, f0: torch.Tensor, f1: torch.Tensor, opts: ModelOptions, mode: str,
+               masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense field ``[B, H, W, 2]`` ``(dx, dy)`` and visibility score ``[B, H, W]`` at model
+    resolution, in model pixels, of ``f0, f1`` (``[B, 3, H, W]`` at ``predictor.size``).
 
-    Sources sit on the :func:`probes.packing.grid_sources` grid of ``stride``. For "jvp"/"fd"
+    Sources sit on the :func:`probes.packing.grid_sources` grid of ``opts.stride``, and each
+    peak is searched within ``opts.max_flow`` (both model pixels; ``opts`` must be resolved,
+    :meth:`ProbeOptions.resolve`). For "jvp"/"fd"
     the field is the forward flow of frame 0 and the score the sources' normalised strength;
     for "vjp" it is the backward flow of frame 1, and the score is the normalised coverage of
     frame 0 (how much predicted content each frame-0 pixel supplies, smoothed over a stride).
@@ -208,7 +272,8 @@ def grid_probe(predictor, f0: torch.Tensor, f1: torch.Tensor, stride: int, max_f
     ``opts.fill_occluded``. Scores are about 1 where visible and 0 where occluded. ``masks``:
     explicit frame-1 masks, as for :func:`probe`.
     """
-    size = tuple(f0.shape[-2:])
+    _check_model_options(opts)
+    size, stride, max_flow = tuple(f0.shape[-2:]), opts.stride, opts.max_flow
     _, (gh, gw) = grid_sources(size, stride)
     packing = pack_grid((gh, gw), stride, max_flow) if opts.pack else unpacked(grid_sources(size, stride)[0], max_flow)
     out = probe(predictor, f0, f1, packing, opts, mode, masks)

@@ -14,6 +14,10 @@ peak means ``p`` is occluded in frame 1 (:mod:`probes.occlusion`).
 ``predictor`` is anything with the probe attributes of :class:`cwm.predictor.CWMPredictor`
 (``predict_fn``, ``size``, ``patch_size``, ``grid``, ``num_frames``, ``device``). Inputs are
 resized to ``predictor.size``; flows, points and ``max_flow`` are in the input's pixels.
+Options are resolved once, here at the public boundary: :meth:`probes.core.ProbeOptions.resolve`
+turns the user's options into the :class:`probes.core.ModelOptions` of one model-sized window
+(``stride`` and ``max_flow`` in model pixels), the only options the engine (:func:`window_flow`,
+:func:`probes.core.grid_probe`) takes; results are converted back to the input's pixels here.
 Batched inputs (``[B, H, W, 3]`` or ``[B, 3, H, W]``) give a list of results, one per pair.
 """
 from __future__ import annotations
@@ -25,8 +29,8 @@ from cwm.errors import ConfigError, InputError
 from cwm.frames import Batch, check_points, resize, scale_points, to_tensor_pair
 from probes import fields, pyramid
 from probes import visibility
-from probes.core import DEFAULT_MAX_FLOW_FRACTION, ProbeOptions, grid_probe, probe
-from probes.packing import check_max_flow, pack_points, unpacked
+from probes.core import ModelOptions, ProbeOptions, grid_probe, probe
+from probes.packing import pack_points, unpacked
 from probes.results import FlowResult, TrackResult
 
 
@@ -41,18 +45,12 @@ def _input_pair(frame0, frame1) -> tuple[torch.Tensor, torch.Tensor, Batch]:
     return f0.to(dtype), f1.to(dtype), batch
 
 
-def _pair(predictor, frame0, frame1) -> tuple[torch.Tensor, torch.Tensor, Batch]:
-    """Validated frames at the model's size ``[B, 3, h, w]`` on its device, and the input layout."""
+def model_pair(predictor, frame0, frame1) -> tuple[torch.Tensor, torch.Tensor, Batch]:
+    """Validated frames at the model's size ``[B, 3, h, w]`` on its device, and the input layout
+    (whose ``size`` is the input's ``(H, W)``)."""
     f0, f1, batch = _input_pair(frame0, frame1)
     size = tuple(predictor.size)
     return resize(f0, size).to(predictor.device), resize(f1, size).to(predictor.device), batch
-
-
-def _model_max_flow(max_flow: float | None, user: tuple[int, int], model: tuple[int, int]) -> float:
-    """``max_flow`` in model pixels (the larger axis scale, to stay conservative)."""
-    if max_flow is None:
-        max_flow = DEFAULT_MAX_FLOW_FRACTION * min(user)
-    return check_max_flow(max_flow) * max(model[0] / user[0], model[1] / user[1])
 
 
 def _leaves_frame(flow: torch.Tensor) -> torch.Tensor:
@@ -64,29 +62,30 @@ def _leaves_frame(flow: torch.Tensor) -> torch.Tensor:
     return (ex < -0.5) | (ex >= w - 0.5) | (ey < -0.5) | (ey >= h - 0.5)
 
 
-def window_flow(predictor, f0: torch.Tensor, f1: torch.Tensor, stride: int, max_flow: float,
-                opts: ProbeOptions, masks: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The probe on one model-sized window per pair: forward flow ``[B, H, W, 2]``, confidence
-    and occlusion ``[B, H, W]``, all at model resolution and in model pixels.
+def window_flow(predictor, f0: torch.Tensor, f1: torch.Tensor, opts: ModelOptions,
+                masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The probe on one model-sized window per pair: forward flow ``[B, H, W, 2]`` ``(dx, dy)``,
+    confidence (float in [0, 1]) and occlusion (bool) ``[B, H, W]``, all at model resolution and
+    in model pixels.
 
     Args:
-        f0, f1: ``[B, 3, H, W]`` at ``predictor.size`` on its device.
-        stride: source spacing in model pixels; ``max_flow`` in model pixels.
+        f0, f1: ``[B, 3, H, W]`` in [0, 1] at ``predictor.size`` on its device.
+        opts: resolved options (:meth:`probes.core.ProbeOptions.resolve`): ``stride`` and
+            ``max_flow`` in model pixels.
         masks: explicit frame-1 masks ``[B * opts.num_masks, T*h*w]`` instead of random ones.
     """
     if opts.mode == "vjp":
-        back, score = grid_probe(predictor, f0, f1, stride, max_flow, opts, "vjp", masks)
+        back, score = grid_probe(predictor, f0, f1, opts, "vjp", masks)
         forward = fields.invert_flow(back)
     else:
-        forward, score = grid_probe(predictor, f0, f1, stride, max_flow, opts, opts.mode, masks)
+        forward, score = grid_probe(predictor, f0, f1, opts, opts.mode, masks)
     occluded = (score < opts.occlusion_threshold) | _leaves_frame(forward)
     if opts.consistency:  # the other direction, by the other autograd mode
         if opts.mode == "vjp":
-            forward_jvp, _ = grid_probe(predictor, f0, f1, stride, max_flow, opts, "jvp", masks)
+            forward_jvp, _ = grid_probe(predictor, f0, f1, opts, "jvp", masks)
         else:
             forward_jvp = forward
-            back, _ = grid_probe(predictor, f0, f1, stride, max_flow, opts, "vjp", masks)
+            back, _ = grid_probe(predictor, f0, f1, opts, "vjp", masks)
         for i in range(forward.shape[0]):
             fb = visibility.consistency_occlusion(forward_jvp[i].float().numpy(), back[i].float().numpy())
             occluded[i] |= torch.from_numpy(fb)
@@ -151,15 +150,11 @@ def flow(predictor, frame0, frame1, **options) -> FlowResult | list[FlowResult]:
     opts = ProbeOptions.from_kwargs(options)
     if opts.multiscale and opts.mode != "vjp" and not opts.consistency:
         f0, f1, batch = _input_pair(frame0, frame1)
-        forward, confidence, occluded = pyramid.pyramid_flow(predictor, window_flow, f0.cpu(), f1.cpu(), opts,
-                                                             opts.max_flow)
+        forward, confidence, occluded = pyramid.pyramid_flow(predictor, window_flow, f0.cpu(), f1.cpu(), opts)
         occluded = occluded | _leaves_frame(forward)
     else:
-        f0, f1, batch = _pair(predictor, frame0, frame1)
-        model = tuple(predictor.size)
-        stride = opts.stride or predictor.patch_size
-        max_flow = _model_max_flow(opts.max_flow, batch.size, model)
-        forward, confidence, occluded = window_flow(predictor, f0, f1, stride, max_flow, opts)
+        f0, f1, batch = model_pair(predictor, frame0, frame1)
+        forward, confidence, occluded = window_flow(predictor, f0, f1, opts.resolve(predictor, batch.size))
         forward = fields.resize_flow(forward.float().cpu(), batch.size)
         confidence = fields.resize_scalar(confidence.float().cpu(), batch.size)
         occluded = fields.resize_scalar(occluded.float().cpu(), batch.size) >= 0.5
@@ -195,17 +190,17 @@ def track(predictor, frame0, frame1, points, reference: bool = True, **options) 
     opts = ProbeOptions.from_kwargs(options)
     if opts.mode == "vjp":
         raise ConfigError("track follows points forwards: use mode 'jvp' or 'fd'")
-    f0, f1, batch = _pair(predictor, frame0, frame1)
+    f0, f1, batch = model_pair(predictor, frame0, frame1)
     model = tuple(predictor.size)
     pts = check_points(points, batch.size)
     if len(pts) == 0:
         raise InputError("points: need at least one (x, y) point")
-    max_flow = _model_max_flow(opts.max_flow, batch.size, model)
+    window = opts.resolve(predictor, batch.size)
     query = scale_points(pts, batch.size, model)
-    refs = _reference_points(model, max_flow) if reference else np.zeros((0, 2))
+    refs = _reference_points(model, window.max_flow) if reference else np.zeros((0, 2))
     sources = np.concatenate([refs, query])
-    packing = pack_points(sources, max_flow) if opts.pack else unpacked(sources, max_flow)
-    found = probe(predictor, f0, f1, packing, opts)
+    packing = pack_points(sources, window.max_flow) if opts.pack else unpacked(sources, window.max_flow)
+    found = probe(predictor, f0, f1, packing, window)
     typical = found.strength[: len(refs)] if reference else found.strength[len(refs):]
     score = found.strength[len(refs):] / typical.median(0, keepdim=True).values.clamp(min=1e-12)  # (N, B)
     results = []

@@ -27,18 +27,26 @@ final local photometric error (channels summed, [0, 1] units): high where the re
 leaving the frame.
 
 Everything here works on torch tensors ``[B, 3, H, W]`` in [0, 1] at the input size; flows are
-``[B, H, W, 2]`` ``(dx, dy)`` in pixels of the level they live at.
+``[B, H, W, 2]`` ``(dx, dy)`` in pixels of the level they live at. Tiles are cut from a level
+without rescaling, so a level pixel is a model pixel: :func:`level_options` resolves the user's
+options for the tiles of each level (:meth:`probes.core.ProbeOptions.resolve`).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from cwm.frames import resize
 from probes import fields
-from probes.core import DEFAULT_MAX_FLOW_FRACTION
+from probes.core import ModelOptions, ProbeOptions
+
+#: The single-window probe, :func:`probes.flow.window_flow`: ``(predictor, f0, f1, opts) ->
+#: (flow [N, h, w, 2], confidence [N, h, w], occlusion [N, h, w])`` on model-sized tiles.
+WindowFlow = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 #: Temperature of the photometric term of the confidence (channel-summed error in [0, 1] units).
 CONFIDENCE_ERROR_SCALE = 0.05
@@ -122,18 +130,34 @@ def verified(flow: torch.Tensor, candidate: torch.Tensor, before: torch.Tensor, 
     return torch.where(good.flatten(1).any(1)[:, None, None, None], filled, values)
 
 
-def _probe_tiles(predictor, window_flow, f0: torch.Tensor, f1w: torch.Tensor, opts, max_flow: float
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def level_options(predictor, opts: ProbeOptions, level: int, level_size: tuple[int, int],
+                  size: tuple[int, int]) -> ModelOptions:
+    """The options of the tiles of one level, in model (= level) pixels.
+
+    Every level searches the residual within the default fraction of a tile
+    (:meth:`probes.core.ProbeOptions.resolve` of a model-sized window). At level 0 a user's
+    ``max_flow`` (pixels of the input, of ``size``) is scaled to the level (``level_size``) and
+    searched instead when it is larger; finer levels only refine the flow so far.
+    """
+    tile = dataclasses.replace(opts, max_flow=None).resolve(predictor, tuple(predictor.size))
+    if level == 0 and opts.max_flow is not None:
+        search = max(tile.max_flow, opts.max_flow * min(level_size) / min(size))
+        return dataclasses.replace(tile, max_flow=search)
+    return tile
+
+
+def _probe_tiles(predictor, window_flow: WindowFlow, f0: torch.Tensor, f1w: torch.Tensor, opts: ModelOptions,
+                 tile_stride: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Residual flow ``[B, H, W, 2]``, confidence and occlusion ``[B, H, W]`` of one level,
-    from the probe on model-sized tiles, blended with tent weights where they overlap."""
+    from the probe on model-sized tiles ``tile_stride`` apart (None: abutting), blended with
+    tent weights where they overlap."""
     b, _, h, w = f0.shape
     th, tw = predictor.size
-    stride = opts.tile_stride or min(th, tw)
+    stride = tile_stride or min(th, tw)
     boxes = [(y, x) for y in tile_origins(h, th, stride) for x in tile_origins(w, tw, stride)]
     t0 = torch.cat([f0[:, :, y:y + th, x:x + tw] for y, x in boxes])   # (n*B, 3, th, tw), box-major
     t1 = torch.cat([f1w[:, :, y:y + th, x:x + tw] for y, x in boxes])
-    grid = opts.stride or predictor.patch_size
-    flow, conf, occ = window_flow(predictor, t0.to(predictor.device), t1.to(predictor.device), grid, max_flow, opts)
+    flow, conf, occ = window_flow(predictor, t0.to(predictor.device), t1.to(predictor.device), opts)
     weight = tent((th, tw), f0.dtype)
     acc = torch.zeros(b, h, w, 4, dtype=f0.dtype)
     norm = torch.zeros(b, h, w, 1, dtype=f0.dtype)
@@ -145,35 +169,30 @@ def _probe_tiles(predictor, window_flow, f0: torch.Tensor, f1w: torch.Tensor, op
     return out[..., :2], out[..., 2], out[..., 3] >= 0.5
 
 
-def pyramid_flow(predictor, window_flow, frame0: torch.Tensor, frame1: torch.Tensor, opts,
-                 max_flow: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Flow ``[B, H, W, 2]``, confidence and occlusion ``[B, H, W]`` at the input size.
+def pyramid_flow(predictor, window_flow: WindowFlow, frame0: torch.Tensor, frame1: torch.Tensor,
+                 opts: ProbeOptions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Flow ``[B, H, W, 2]`` ``(dx, dy)`` in input pixels, confidence and occlusion ``[B, H, W]``
+    at the input size.
 
     Args:
-        window_flow: the single-window probe, ``(predictor, f0, f1, stride, max_flow, opts) ->
-            (flow [N, h, w, 2], confidence [N, h, w], occlusion [N, h, w])`` on model-sized
-            tiles (:func:`probes.flow.window_flow`).
+        window_flow: the single-window probe (:data:`WindowFlow`, :func:`probes.flow.window_flow`).
         frame0, frame1: ``[B, 3, H, W]`` float in [0, 1] at the input size (CPU).
-        opts: the :class:`probes.core.ProbeOptions` (``finest_side``, ``tile_stride``, ``verify``
-            and the probe's own options for every tile).
-        max_flow: the largest motion searched at the coarsest level, in input pixels (None: the
-            probe's default fraction of a tile there); finer levels search the residual within
-            the default fraction of a tile.
+        opts: the user's :class:`probes.core.ProbeOptions` (``finest_side``, ``tile_stride``,
+            ``verify``, and the probe's own options, resolved per level by
+            :func:`level_options`: ``max_flow``, in input pixels, is the largest motion searched
+            at the coarsest level).
     """
     size = tuple(frame0.shape[-2:])
     model = tuple(predictor.size)
     sizes = level_sizes(size, model, opts.finest_side)
-    residual = DEFAULT_MAX_FLOW_FRACTION * min(model)
     dtype = frame0.dtype
     flow = torch.zeros(frame0.shape[0], *sizes[0], 2, dtype=dtype)
     conf = occ = None
     for level, lsize in enumerate(sizes):
         f0, f1 = resize(frame0, lsize), resize(frame1, lsize)
         flow = fields.resize_flow(flow, lsize)
-        search = residual
-        if level == 0 and max_flow is not None:
-            search = max(residual, max_flow * min(lsize) / min(size))
-        r, conf, occ = _probe_tiles(predictor, window_flow, f0, warp(f1, flow), opts, search)
+        tiles = level_options(predictor, opts, level, lsize, size)
+        r, conf, occ = _probe_tiles(predictor, window_flow, f0, warp(f1, flow), tiles, opts.tile_stride)
         candidate = flow + r
         if opts.verify:
             before, after = photometric_error(f0, f1, flow), photometric_error(f0, f1, candidate)

@@ -217,11 +217,11 @@ def test_explicit_masks_replace_the_random_ones(cases):
     """``probes.core.probe(masks=...)``: the random masks passed explicitly give the same
     answer; masks that reveal every frame-1 patch leave nothing to respond; a wrong shape is refused."""
     from probes.core import ProbeOptions, grid_probe, probe
-    from probes.flow import _pair
+    from probes.flow import model_pair
 
     case = cases["translation"]
     oracle = oracles.WarpOracle(case.oracle.backward_flow, num_frames=2)
-    f0, f1, _ = _pair(oracle, case.frame0, case.frame1)
+    f0, f1, _ = model_pair(oracle, case.frame0, case.frame1)
     opts = ProbeOptions(max_flow=MAX_FLOW)
     packing = pack_grid(oracle.grid, 8, MAX_FLOW)
     default = probe(oracle, f0, f1, packing, opts)
@@ -233,4 +233,5 @@ def test_explicit_masks_replace_the_random_ones(cases):
     shown[:, -oracle.grid[0] * oracle.grid[1]:] = False  # every frame-1 patch revealed, in both masks
     assert probe(oracle, f0, f1, packing, opts, masks=shown).strength.abs().max() == 0
     with pytest.raises(ConfigError, match="masks must be"):
-        grid_probe(oracle, f0, f1, 8, MAX_FLOW, opts, "jvp", masks=masks[:1])
+        grid_probe(oracle, f0, f1, ProbeOptions(stride=8, max_flow=MAX_FLOW).resolve(oracle, oracle.size), "jvp",
+                   masks=masks[:1])

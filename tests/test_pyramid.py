@@ -46,9 +46,10 @@ class _LucasKanade:
     size, patch_size, grid, num_frames, device = (64, 64), 8, (8, 8), 2, torch.device("cpu")
 
 
-def _lk_window_flow(predictor, f0, f1, stride, max_flow, opts, masks=None):
+def _lk_window_flow(predictor, f0, f1, opts, masks=None):
     """Per tile, one global translation by iterated Lucas-Kanade: exact for a translated smooth
-    texture within about a pixel, clipped to ``max_flow``; unable to see large motion alone."""
+    texture within about a pixel, clipped to ``opts.max_flow``; unable to see large motion alone."""
+    max_flow = opts.max_flow
     g0, g1 = f0.mean(1).double(), f1.mean(1).double()
     d = torch.zeros(g0.shape[0], 2, dtype=torch.float64)
     for _ in range(20):
@@ -78,11 +79,12 @@ def test_levels_compose_a_motion_no_single_level_can_see(shift):
     t0 = torch.from_numpy(f0).permute(2, 0, 1)[None] / 255
     t1 = torch.from_numpy(f1).permute(2, 0, 1)[None] / 255
     opts = ProbeOptions(finest_side=None)
-    flow, conf, occ = pyramid.pyramid_flow(_LucasKanade(), _lk_window_flow, t0, t1, opts, None)
+    flow, conf, occ = pyramid.pyramid_flow(_LucasKanade(), _lk_window_flow, t0, t1, opts)
     inner = flow[0, 24:-24, 24:-24]
     assert torch.allclose(inner[..., 0].median(), torch.tensor(shift[0], dtype=inner.dtype), atol=0.05)
     assert torch.allclose(inner[..., 1].median(), torch.tensor(shift[1], dtype=inner.dtype), atol=0.05)
-    single = _lk_window_flow(_LucasKanade(), t0[..., :64, :64], t1[..., :64, :64], 8, 3.84, opts)[0]
+    single = _lk_window_flow(_LucasKanade(), t0[..., :64, :64], t1[..., :64, :64],
+                             ProbeOptions(stride=8, max_flow=3.84).resolve(_LucasKanade(), (64, 64)))[0]
     assert single[0, 0, 0].abs().max() <= 3.84 + 1e-9        # one level alone cannot express it
 
 
