@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cwm import viz
 from cwm.errors import ConfigError, InputError
 from cwm.frames import to_tensor_pair
 from probes import flow as flow_module  # looked up at call time: probes.flow.flow may be replaced (tests spy on it)
@@ -75,8 +76,6 @@ class DepthResult(ArrayResult):
 
     def visualize(self, cmap: str = "turbo") -> np.ndarray:
         """Colour-mapped inverse depth (warm = near), uint8 ``[H, W, 3]``."""
-        from cwm import viz
-
         return viz.depth_to_color(self.inverse_depth, cmap=cmap)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cwm import viz
 from cwm.errors import InputError
 from cwm.frames import from_tensor, resize, to_tensor_pair
 from cwm.masking import last_frame_mask
@@ -40,8 +41,6 @@ class KeypointResult(ArrayResult):
 
     def visualize(self) -> np.ndarray:
         """The last reconstruction with the chosen points drawn: uint8 ``[H, W, 3]``."""
-        from cwm import viz
-
         image = self.reconstructions[-1]
         return viz.points_overlay(image, self.points, radius=max(2, min(image.shape[:2]) // 64))
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from cwm.errors import InputError
+from cwm.synthetic import render
 from probes.fields import invert_flow, pixel_grid
 from probes.jacobian import predicted_pixels
 
@@ -230,8 +231,6 @@ def layered_case(size=(64, 64), background=(1.0, 0.5), discs: Sequence[Disc] = (
 def scene_case(scene, patch_size: int = 8) -> OracleCase:
     """The oracle of a :mod:`cwm.synthetic` scene (its first pair): exact backward sampling
     field and disocclusions, from rendering the scene with time reversed."""
-    from cwm.synthetic import render
-
     spec = scene.spec
     layers = tuple(dataclasses.replace(layer, motion=layer.motion[1::-1]) for layer in spec.layers)
     reverse = render(dataclasses.replace(spec, layers=layers, noise=0.0))

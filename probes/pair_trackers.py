@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from cwm.baselines import dis_flow, forward_backward_occlusion
+
 
 def zero_pair_tracker() -> Callable:
     """Points stay put and visible."""
@@ -48,8 +50,6 @@ def flow_pair_tracker(flow_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | 
     ``occlusion``: mark points occluded by forward-backward consistency (costs a second flow);
     otherwise only points that leave the frame are occluded.
     """
-    from cwm.baselines import dis_flow, forward_backward_occlusion
-
     flow_fn = flow_fn or dis_flow
 
     def pair(frame_a: np.ndarray, frame_b: np.ndarray, points: np.ndarray):

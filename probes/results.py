@@ -16,7 +16,11 @@ from typing import ClassVar
 
 import numpy as np
 
+from cwm import viz
+from cwm.atomic import atomic_write
 from cwm.errors import InputError
+from cwm.flowio import write_flo
+from cwm.io import write_image
 
 
 def _check_image(image, size: tuple[int, int], name: str) -> np.ndarray:
@@ -57,7 +61,6 @@ class ArrayResult:
         if ext in (".npy", ".npz"):
             save_arrays(path, self.numpy() if ext == ".npy" else self.arrays(), overwrite)
             return
-        from cwm.io import write_image
 
         write_image(path, self.visualize(), overwrite=overwrite)
 
@@ -81,7 +84,6 @@ class FlowResult(ArrayResult):
     def visualize(self, frame0: np.ndarray | None = None) -> np.ndarray:
         """Middlebury colour-coded flow, uint8 ``[H, W, 3]``; with ``frame0`` (uint8 RGB), the
         frame with occluded pixels in magenta beside it (``[H, 2W, 3]``)."""
-        from cwm import viz
 
         color = viz.flow_to_color(self.flow)
         if frame0 is None:
@@ -100,11 +102,9 @@ class FlowResult(ArrayResult):
         path = Path(path)
         ext = path.suffix.lower()
         if ext == ".flo":
-            from cwm.flowio import write_flo
 
             write_flo(path, self.flow, overwrite=overwrite)
         elif ext == ".png":
-            from cwm.io import write_image
 
             write_image(path, self.visualize(), overwrite=overwrite)
         elif ext in (".npy", ".npz"):
@@ -164,7 +164,6 @@ class TrackResult(ArrayResult):
 
 def save_arrays(path: Path, arrays: np.ndarray | dict[str, np.ndarray], overwrite: bool) -> None:
     """One array as ``.npy`` or several as a compressed ``.npz``, written atomically."""
-    from cwm.atomic import atomic_write
 
     with atomic_write(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
         if isinstance(arrays, dict):
@@ -201,7 +200,6 @@ class SegmentResult(ArrayResult):
 
     def visualize(self) -> np.ndarray:
         """The image with each mask tinted in its own colour and the points drawn: uint8 ``[H, W, 3]``."""
-        from cwm import viz
 
         out = viz.overlay_segments(self.image, self.masks) if len(self.masks) else self.image.copy()
         return viz.points_overlay(out, self.points, radius=max(2, min(self.image.shape[:2]) // 64))

@@ -35,8 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cwm.atomic import atomic_write
 from cwm.errors import ConfigError, InputError
 from cwm.frames import check_queries  # noqa: F401  (validated here, public there)
+from cwm.framesource import FrameSource, open_frames
+from cwm.viz import distinct_colors
 from probes.flow import track
 from probes.results import ArrayResult
 
@@ -70,8 +73,6 @@ class VideoTrackResult(ArrayResult):
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
         """Write ``queries``, ``tracks``, ``occluded`` (and ``mode``) to an ``.npz``, atomically."""
-        from cwm.atomic import atomic_write
-
         path = Path(path)
         if path.suffix.lower() != ".npz":
             raise InputError(f"{path}: tracks are saved as .npz")
@@ -84,7 +85,6 @@ class VideoTrackResult(ArrayResult):
         and a dot where it is visible (one colour per track; occluded points are not drawn)."""
         import cv2
 
-        from cwm.viz import distinct_colors
 
         out = np.ascontiguousarray(frame).copy()
         colors = distinct_colors(len(self.tracks))
@@ -177,8 +177,6 @@ def track_video(pair: PairTracker, frames, queries, mode: str = "chained", gap: 
     Returns:
         :class:`VideoTrackResult` with ``tracks [N, T, 2]`` and ``occluded [N, T]``.
     """
-    from cwm.framesource import FrameSource, open_frames
-
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
     if mode == "cfg" and (int(gap) != gap or gap < 1):
