@@ -164,8 +164,10 @@ def bump_inside_fraction(centers: torch.Tensor, size: tuple[int, int], sigma: fl
     return fraction(centers[:, 0], w) * fraction(centers[:, 1], h)
 
 
-def _jvp_chunk(fn: FrameFunction, primal: torch.Tensor, tangents: torch.Tensor, batching: str) -> torch.Tensor:
-    """``J v`` for tangents ``[n, B, 3, H, W]`` -> ``[n, B, 3, H, W]``."""
+def jvp_chunk(fn: FrameFunction, primal: torch.Tensor, tangents: torch.Tensor, batching: str) -> torch.Tensor:
+    """``J v`` for tangents ``[n, B, 3, H, W]`` -> ``[n, B, 3, H, W]`` by forward mode: one of
+    the engine's two per-chunk primitives (:func:`iter_responses` calls it by its module name, so
+    a wrapper set on the module, e.g. a benchmark's call counter, sees every call)."""
     n = tangents.shape[0]
     if batching == "vmap" and n > 1:
         # Unbatched primal under vmap: the primal pass runs once, only tangents are batched.
@@ -177,9 +179,10 @@ def _jvp_chunk(fn: FrameFunction, primal: torch.Tensor, tangents: torch.Tensor, 
     return out.reshape(tangents.shape)
 
 
-def _fd_chunk(fn: FrameFunction, primal: torch.Tensor, base: torch.Tensor | None, tangents: torch.Tensor,
+def fd_chunk(fn: FrameFunction, primal: torch.Tensor, base: torch.Tensor | None, tangents: torch.Tensor,
               eps: float) -> torch.Tensor:
-    """Finite differences for tangents ``[n, B, 3, H, W]`` -> ``[n, B, 3, H, W]``; ``base`` is
+    """Finite differences for tangents ``[n, B, 3, H, W]`` -> ``[n, B, 3, H, W]`` (the other
+    per-chunk primitive, as :func:`jvp_chunk`); ``base`` is
     ``F(primal)`` (one-sided) or None (central: the ``+eps`` and ``-eps`` inputs of all ``n``
     tangents stacked into one forward call of ``2 n B`` items)."""
     n = tangents.shape[0]
@@ -238,12 +241,12 @@ def iter_responses(fn: FrameFunction, primal: torch.Tensor, count: int, build: T
             tangents = build(start, stop).to(primal.device, primal.dtype).expand(-1, b, -1, -1, -1).contiguous()
             if mode == "jvp":
                 with torch.no_grad():  # forward mode needs no reverse-mode graph (10-30% faster)
-                    out = _jvp_chunk(fn, primal, tangents, batching)
+                    out = jvp_chunk(fn, primal, tangents, batching)
             elif mode == "vjp":
                 out = torch.func.vmap(vjp_fn)(tangents)[0]
             else:
                 with torch.no_grad():
-                    out = _fd_chunk(fn, primal, base, tangents, fd_eps)
+                    out = fd_chunk(fn, primal, base, tangents, fd_eps)
             yield start, out.detach()
 
 
