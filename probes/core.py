@@ -24,6 +24,7 @@ from probes.jacobian import (
     DEFAULT_FD_EPS,
     MODES,
     FrameFunction,
+    ProbePredictor,
     auto_chunk_size,
     bump_inside_fraction,
     gaussian_bumps,
@@ -138,7 +139,7 @@ class ProbeOptions(EngineOptions):
             raise ConfigError(f"sigma must be > 0 pixels (got {opts.sigma})")
         return opts
 
-    def resolve(self, predictor, size: tuple[int, int]) -> ModelOptions:
+    def resolve(self, predictor: ProbePredictor, size: tuple[int, int]) -> ModelOptions:
         """These options for one model-sized window that stands for ``size = (H, W)`` pixels of
         the caller's image: the whole input, for the single-window probe; the model's own size
         for a tile cut from a pyramid level or an image already at the model's size.
@@ -193,7 +194,7 @@ class ProbeOutput(NamedTuple):
     near_unseen: torch.Tensor  # [B, H, W] bool: within max_flow of a pixel that no mask predicts
 
 
-def probe(predictor, frame0: torch.Tensor, frame1: torch.Tensor, packing: Packing, opts: EngineOptions,
+def probe(predictor: ProbePredictor, frame0: torch.Tensor, frame1: torch.Tensor, packing: Packing, opts: EngineOptions,
           mode: str | None = None, masks: torch.Tensor | None = None) -> ProbeOutput:
     """Peak displacement and strength of every packed source.
 
@@ -257,7 +258,7 @@ def probe(predictor, frame0: torch.Tensor, frame1: torch.Tensor, packing: Packin
     return ProbeOutput(flows, strength, coverage, near[:, px[:, 1], px[:, 0]].T, near)
 
 
-def grid_probe(predictor, f0: torch.Tensor, f1: torch.Tensor, opts: ModelOptions, mode: str,
+def grid_probe(predictor: ProbePredictor, f0: torch.Tensor, f1: torch.Tensor, opts: ModelOptions, mode: str,
                masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Dense field ``[B, H, W, 2]`` ``(dx, dy)`` and visibility score ``[B, H, W]`` at model
     resolution, in model pixels, of ``f0, f1`` (``[B, 3, H, W]`` at ``predictor.size``).

@@ -30,6 +30,7 @@ from cwm.frames import Batch, check_points, resize, scale_points, to_tensor_pair
 from probes import fields, pyramid
 from probes import visibility
 from probes.core import ModelOptions, ProbeOptions, grid_probe, probe
+from probes.jacobian import ProbePredictor
 from probes.packing import pack_points, unpacked
 from probes.results import FlowResult, TrackResult
 
@@ -45,7 +46,7 @@ def _input_pair(frame0, frame1) -> tuple[torch.Tensor, torch.Tensor, Batch]:
     return f0.to(dtype), f1.to(dtype), batch
 
 
-def model_pair(predictor, frame0, frame1) -> tuple[torch.Tensor, torch.Tensor, Batch]:
+def model_pair(predictor: ProbePredictor, frame0, frame1) -> tuple[torch.Tensor, torch.Tensor, Batch]:
     """Validated frames at the model's size ``[B, 3, h, w]`` on its device, and the input layout
     (whose ``size`` is the input's ``(H, W)``)."""
     f0, f1, batch = _input_pair(frame0, frame1)
@@ -62,7 +63,7 @@ def _leaves_frame(flow: torch.Tensor) -> torch.Tensor:
     return (ex < -0.5) | (ex >= w - 0.5) | (ey < -0.5) | (ey >= h - 0.5)
 
 
-def window_flow(predictor, f0: torch.Tensor, f1: torch.Tensor, opts: ModelOptions,
+def window_flow(predictor: ProbePredictor, f0: torch.Tensor, f1: torch.Tensor, opts: ModelOptions,
                 masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The probe on one model-sized window per pair: forward flow ``[B, H, W, 2]`` ``(dx, dy)``,
     confidence (float in [0, 1]) and occlusion (bool) ``[B, H, W]``, all at model resolution and
@@ -92,7 +93,7 @@ def window_flow(predictor, f0: torch.Tensor, f1: torch.Tensor, opts: ModelOption
     return forward, score.clamp(0, 1), occluded
 
 
-def flow(predictor, frame0, frame1, **options) -> FlowResult | list[FlowResult]:
+def flow(predictor: ProbePredictor, frame0, frame1, **options) -> FlowResult | list[FlowResult]:
     """Dense forward optical flow and occlusion of frame 0 by Jacobian counterfactuals.
 
     Args:
@@ -172,7 +173,8 @@ def _reference_points(size: tuple[int, int], max_flow: float) -> np.ndarray:
     return np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
 
 
-def track(predictor, frame0, frame1, points, reference: bool = True, **options) -> TrackResult | list[TrackResult]:
+def track(predictor: ProbePredictor, frame0, frame1, points, reference: bool = True,
+          **options) -> TrackResult | list[TrackResult]:
     """Where query points of frame 0 are in frame 1 (sparse flow), and whether they stay visible.
 
     Args:

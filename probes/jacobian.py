@@ -19,8 +19,8 @@ fixed (:class:`FrameFunction`). The engine computes, for many tangents at once:
 All three return response maps ``[P, B, 3, H, W]`` for ``P`` tangents on a batch of ``B``
 frames. Work is cut into chunks of at most ``chunk_size`` tangent items (tangents times batch)
 to bound memory. The engine only needs an object with the predictor's probe attributes
-(``predict_fn``, ``size``, ``patch_size``, ``grid``, ``num_frames``, ``device``), so analytic
-oracles (:mod:`probes.oracles`) stand in for a network in tests.
+(:class:`ProbePredictor`: ``predict_fn``, ``size``, ``patch_size``, ``grid``, ``num_frames``,
+``device``), so analytic oracles (:mod:`probes.oracles`) stand in for a network in tests.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import torch
 import torch.autograd.forward_ad as fwAD
@@ -35,6 +36,21 @@ import torch.autograd.forward_ad as fwAD
 from cwm.errors import ConfigError
 from cwm.masking import last_frame_mask
 from cwm.model import math_attention
+
+class ProbePredictor(Protocol):
+    """What the probes use of a predictor: :class:`cwm.predictor.CWMPredictor`, or any stand-in
+    with these attributes (:class:`probes.oracles.WarpOracle`)."""
+
+    size: tuple[int, int]     # (H, W) the model sees, in model pixels
+    patch_size: int           # patch side, model pixels
+    grid: tuple[int, int]     # (h, w) patches at ``size``
+    num_frames: int           # clip length T
+    device: torch.device
+
+    def predict_fn(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The predicted last frame ``[B, 3, H, W]`` of ``video [B, 3, T, H, W]`` in [0, 1] under
+        ``mask [B, T*h*w]`` (True = masked), differentiable in ``video``."""
+
 
 #: Automatic chunking: tangent items per engine call = AUTO_CHUNK_TOKEN_ITEMS / tokens, between 1
 #: and MAX_AUTO_CHUNK, for a model of ``tokens = num_frames * h * w`` tokens. Forward mode through
@@ -69,7 +85,7 @@ class FrameFunction:
         mask: ``[B, T*h*w]`` bool, True = masked (predicted).
     """
 
-    def __init__(self, predictor, frame1: torch.Tensor, mask: torch.Tensor):
+    def __init__(self, predictor: ProbePredictor, frame1: torch.Tensor, mask: torch.Tensor) -> None:
         self.predictor, self.frame1, self.mask = predictor, frame1, mask
 
     def __call__(self, frame0: torch.Tensor) -> torch.Tensor:
@@ -83,7 +99,7 @@ class FrameFunction:
         return FrameFunction(self.predictor, self.frame1.repeat(n, 1, 1, 1), self.mask.repeat(n, 1))
 
 
-def auto_chunk_size(predictor) -> int:
+def auto_chunk_size(predictor: ProbePredictor) -> int:
     """Tangent items per engine call for ``predictor`` (see :data:`AUTO_CHUNK_TOKEN_ITEMS`), or
     its own ``probe_chunk_size`` attribute when it has one (an analytic oracle, whose cost is
     per call rather than per item, prefers large batches)."""

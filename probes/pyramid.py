@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from cwm.frames import resize
 from probes import fields
 from probes.core import ModelOptions, ProbeOptions
+from probes.jacobian import ProbePredictor
 
 #: The single-window probe, :func:`probes.flow.window_flow`: ``(predictor, f0, f1, opts) ->
 #: (flow [N, h, w, 2], confidence [N, h, w], occlusion [N, h, w])`` on model-sized tiles.
@@ -130,7 +131,7 @@ def verified(flow: torch.Tensor, candidate: torch.Tensor, before: torch.Tensor, 
     return torch.where(good.flatten(1).any(1)[:, None, None, None], filled, values)
 
 
-def level_options(predictor, opts: ProbeOptions, level: int, level_size: tuple[int, int],
+def level_options(predictor: ProbePredictor, opts: ProbeOptions, level: int, level_size: tuple[int, int],
                   size: tuple[int, int]) -> ModelOptions:
     """The options of the tiles of one level, in model (= level) pixels.
 
@@ -146,8 +147,8 @@ def level_options(predictor, opts: ProbeOptions, level: int, level_size: tuple[i
     return tile
 
 
-def _probe_tiles(predictor, window_flow: WindowFlow, f0: torch.Tensor, f1w: torch.Tensor, opts: ModelOptions,
-                 tile_stride: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _probe_tiles(predictor: ProbePredictor, window_flow: WindowFlow, f0: torch.Tensor, f1w: torch.Tensor,
+                 opts: ModelOptions, tile_stride: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Residual flow ``[B, H, W, 2]``, confidence and occlusion ``[B, H, W]`` of one level,
     from the probe on model-sized tiles ``tile_stride`` apart (None: abutting), blended with
     tent weights where they overlap."""
@@ -169,7 +170,7 @@ def _probe_tiles(predictor, window_flow: WindowFlow, f0: torch.Tensor, f1w: torc
     return out[..., :2], out[..., 2], out[..., 3] >= 0.5
 
 
-def pyramid_flow(predictor, window_flow: WindowFlow, frame0: torch.Tensor, frame1: torch.Tensor,
+def pyramid_flow(predictor: ProbePredictor, window_flow: WindowFlow, frame0: torch.Tensor, frame1: torch.Tensor,
                  opts: ProbeOptions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Flow ``[B, H, W, 2]`` ``(dx, dy)`` in input pixels, confidence and occlusion ``[B, H, W]``
     at the input size.

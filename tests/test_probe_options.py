@@ -2,6 +2,7 @@
 ModelOptions of a model-sized window (model pixels), the only options the engine takes."""
 import dataclasses
 import inspect
+import typing
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,6 +13,7 @@ from cwm.errors import ConfigError
 from probes import affinity, pyramid
 from probes.core import DEFAULT_MAX_FLOW_FRACTION, EngineOptions, ModelOptions, ProbeOptions, grid_probe
 from probes.flow import flow, window_flow
+from probes.jacobian import ProbePredictor
 from probes.oracles import WarpOracle, texture
 
 MODEL64 = SimpleNamespace(size=(64, 64), patch_size=8)
@@ -48,6 +50,9 @@ def test_resolved_options_keep_the_engine_settings_and_nothing_else():
 def test_engine_entry_points_take_only_resolved_options():
     assert list(inspect.signature(grid_probe).parameters) == ["predictor", "f0", "f1", "opts", "mode", "masks"]
     assert list(inspect.signature(window_flow).parameters) == ["predictor", "f0", "f1", "opts", "masks"]
+    for entry in (grid_probe, window_flow):
+        hints = typing.get_type_hints(entry)
+        assert hints["opts"] is ModelOptions and hints["predictor"] is ProbePredictor
     oracle = WarpOracle(np.zeros((64, 64, 2), np.float32), num_frames=2)
     f0 = torch.from_numpy(texture((64, 64), seed=0)).permute(2, 0, 1)[None].float() / 255
     window = ProbeOptions(mode="jvp").resolve(oracle, (64, 64))
