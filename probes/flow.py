@@ -201,7 +201,7 @@ def track(predictor: ProbePredictor, frame0, frame1, points, reference: bool = T
     query = scale_points(pts, batch.size, model)
     refs = _reference_points(model, window.max_flow) if reference else np.zeros((0, 2))
     sources = np.concatenate([refs, query])
-    packing = pack_points(sources, window.max_flow) if opts.pack else unpacked(sources, window.max_flow)
+    packing = pack_points(sources, window.max_flow) if window.pack else unpacked(sources, window.max_flow)
     found = probe(predictor, f0, f1, packing, window)
     typical = found.strength[: len(refs)] if reference else found.strength[len(refs):]
     score = found.strength[len(refs):] / typical.median(0, keepdim=True).values.clamp(min=1e-12)  # (N, B)
