@@ -37,11 +37,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from unit_costs import item_seconds  # noqa: E402
 
 from cwm import metrics  # noqa: E402
 from cwm.config import get_variant  # noqa: E402
-from cwm.masking import make_mask  # noqa: E402
-from cwm.model import build_model, math_attention  # noqa: E402
+from cwm.model import build_model  # noqa: E402
 from cwm.predictor import CWMPredictor  # noqa: E402
 from cwm.synthetic import make_scene  # noqa: E402
 from probes.oracles_segments import RigidObjectsOracle  # noqa: E402
@@ -74,24 +75,10 @@ def interior_points(instances: np.ndarray) -> tuple[list[int], list[tuple[int, i
 
 def unit_costs(predictor, repeats: int = 5) -> dict:
     """Seconds of one batch-1 forward, and per item of batched forwards and (vmapped) JVPs."""
-    h, w = predictor.size
-    x = torch.rand(1, 3, predictor.num_frames, h, w)
-    mask = make_mask(1, predictor.num_frames, predictor.grid, 0.9, seed=0)
-    n = 8
-
-    def best(fn):
-        fn()
-        return min(_timed(fn)[0] for _ in range(repeats))
-
-    with torch.no_grad():
-        fwd = best(lambda: predictor.predict_fn(x, mask))
-        fwd_item = best(lambda: predictor.predict_fn(x.repeat(n, 1, 1, 1, 1), mask.repeat(n, 1))) / n
-    tangents = torch.randn(n, *x.shape)
-    with math_attention():
-        jvp_item = best(lambda: torch.func.vmap(
-            lambda t: torch.func.jvp(lambda v: predictor.predict_fn(v, mask), (x,), (t,))[1])(tangents)) / n
-    return {"forward_s": fwd, "forward_per_item_s": fwd_item, "jvp_per_item_s": jvp_item,
-            "jvp_over_forward": jvp_item / fwd_item}
+    s = item_seconds(predictor, masked=0.9, repeats=repeats)
+    return {"forward_s": s["forward_s"], "forward_per_item_s": s["forward_batched_per_item_s"],
+            "jvp_per_item_s": s["jvp_per_item_s"],
+            "jvp_over_forward": s["jvp_per_item_s"] / s["forward_batched_per_item_s"]}
 
 
 def _timed(fn):

@@ -1,15 +1,21 @@
 """The pretraining step in the official style, and ours, on the same weights, masks and batch.
 
-The reference follows the official CWM pretraining model (neuroailab/cwm_dynamics
-``cwm/model/model_pretrain.py`` and its VideoMAE-style blocks; written here, not copied): attention
-as explicit ``softmax(q k^T * scale) v`` matmuls, a qkv projection with separate q and v biases
-(no k bias), the encoder over the visible tokens, the decoder over all tokens, the head on the
-masked ones; ``torch.optim.AdamW`` with its defaults (one tensor at a time on a CPU). Ours is
-:class:`cwm.model.CWM` (timm blocks: PyTorch's fused scaled-dot-product attention, or explicit
-matmuls on a CPU under bf16: :func:`pretrain.train.attention_for`) with the fused AdamW
-(:func:`pretrain.train.adamw`), as ``pretrain.train`` runs it, and, as an option, ``torch.compile``. Both: masked-patch MSE, clipping at 1.0,
-weight decay 0.05 on matrices only. :func:`copy_weights` loads our weights into the reference, so
-the first losses agree (checked by :func:`make_steps`).
+The reference is the official CWM pretraining model and step (neuroailab/cwm_dynamics
+``cwm/model/model_pretrain.py``, ``model_utils.py``, ``engine_for_pretraining.py``; rewritten
+here, not copied): a bias-free qkv weight with separate q and v biases and a zero k bias
+concatenated on every call, ``F.scaled_dot_product_attention``, every patch embedded and the
+visible ones kept, detached clones of the position tables (the decoder's cast to the input
+clip's dtype, so its tokens are float32 under autocast), the decoder over all tokens and the
+head on the masked ones; the labels patchified from the un-normalised clip in each step;
+``torch.optim.AdamW`` with its defaults (one tensor at a time on a CPU). Ours is
+:class:`cwm.model.CWM` set up by :func:`pretrain.step.setup_for_training` (``skip_unused_rows``:
+only visible patches embedded, the last decoder block's queries and MLP only on the predicted
+rows; explicit attention matmuls on a CPU under bf16) with the fused AdamW
+(:func:`pretrain.step.adamw`), as ``pretrain.train`` runs it, and, as an option,
+``torch.compile``. Both: masked-patch MSE, clipping at 1.0 (the official engine computes the
+gradient norm without clipping; clipping in both keeps the losses comparable), weight decay 0.05
+on matrices only. :func:`copy_weights` loads our weights into the reference, so the first losses
+agree (checked by :func:`make_steps`).
 """
 from __future__ import annotations
 
@@ -21,9 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cwm.config import CWMConfig
+from cwm.masking import patchify
 from cwm.model import build_model, sincos_table
 from pretrain.objective import mask_from_noise, masked_mse, masked_targets
-from pretrain.train import adamw, attention_for, param_groups
+from pretrain.step import adamw, param_groups, setup_for_training
 
 #: The issue's comparison shape: encoder 192x6, decoder 128x2, 64 px, patch 8, two frames.
 SHAPE = CWMConfig(img_size=(64, 64), patch_size=8, enc_dim=192, enc_depth=6, enc_heads=3,
@@ -31,20 +38,23 @@ SHAPE = CWMConfig(img_size=(64, 64), patch_size=8, enc_dim=192, enc_depth=6, enc
 
 
 class RefAttention(nn.Module):
+    """The official ``Attention``: one bias-free qkv weight, separate q and v biases with a zero k
+    bias concatenated between them on every call, PyTorch's ``scaled_dot_product_attention``."""
+
     def __init__(self, dim: int, heads: int):
         super().__init__()
-        self.heads, self.scale = heads, (dim // heads) ** -0.5
+        self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.q_bias, self.v_bias = nn.Parameter(torch.zeros(dim)), nn.Parameter(torch.zeros(dim))
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
-        bias = torch.cat([self.q_bias, torch.zeros_like(self.v_bias, requires_grad=False), self.v_bias])
-        qkv = F.linear(x, self.qkv.weight, bias).reshape(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
-        attn = (q @ k.transpose(-2, -1)).softmax(dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+        bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias, requires_grad=False), self.v_bias))
+        qkv = F.linear(input=x, weight=self.qkv.weight, bias=bias)
+        qkv = qkv.reshape(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], dropout_p=0.0)
+        return self.proj(x.transpose(1, 2).reshape(b, n, -1))
 
 
 class RefBlock(nn.Module):
@@ -76,14 +86,20 @@ class RefCWM(nn.Module):
         self.register_buffer("dec_pos", sincos_table(cfg.num_tokens, cfg.dec_dim), persistent=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(x).flatten(2).transpose(1, 2) + self.enc_pos.type_as(x)
+        # Encoder (official CWMEncoder.forward_features): embed every token, add a detached clone
+        # of the table cast to the embedding's dtype, keep the visible rows.
+        x_in = x
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)
+        x = x + self.enc_pos.type_as(x).to(x.device).clone().detach()
         b, _, c = x.shape
         x = x[~mask].reshape(b, -1, c)
         for blk in self.enc:
             x = blk(x)
         x = self.encoder_to_decoder(self.enc_norm(x))
-        pos = self.dec_pos.expand(b, -1, -1).type_as(x)
-        d = x.shape[-1]
+        # Decoder input (official CWM.forward): the table is cast to the *input clip's* dtype, so
+        # under autocast the decoder's tokens are float32, as there.
+        b, _, d = x.shape
+        pos = self.dec_pos.expand(b, -1, -1).type_as(x_in).to(x_in.device).clone().detach()
         vis, masked = pos[~mask].reshape(b, -1, d), pos[mask].reshape(b, -1, d)
         x = torch.cat([x + vis, self.mask_token + masked], dim=1)
         for blk in self.dec:
@@ -135,12 +151,21 @@ def make_steps(cfg: CWMConfig = SHAPE, batch: int = 32, ratio: float = 0.9, prec
     std = torch.tensor(cfg.std, device=device).view(1, 3, 1, 1, 1)
     x = (rgb - mean) / std
     mask = mask_from_noise(torch.rand(batch, cfg.grid[0] * cfg.grid[1], generator=g).to(device), cfg.num_frames, ratio)
-    target = masked_targets(rgb[:, :, -1], mask, cfg.patch_size)
     dtype = {"bf16": torch.bfloat16}.get(precision)
     autocast = (lambda: torch.autocast(torch.device(device).type, dtype=dtype)) if dtype else contextlib.nullcontext
 
-    def stepper(model, forward, opt, foreach_clip: bool):
+    def official_labels() -> torch.Tensor:  # engine_for_pretraining: un-normalise, patchify all frames, keep masked
+        with torch.no_grad():
+            video = (x * std + mean).transpose(1, 2)  # (B, T, 3, H, W)
+            patches = patchify(video.flatten(0, 1), cfg.patch_size).reshape(batch, -1, 3 * cfg.patch_size**2)
+            return patches[mask].reshape(batch, -1, patches.shape[-1])
+
+    def our_labels() -> torch.Tensor:  # pretrain.loop: the masked patches of the last frame
+        return masked_targets(rgb[:, :, -1], mask, cfg.patch_size)
+
+    def stepper(model, forward, opt, labels, foreach_clip: bool):
         def step() -> float:
+            target = labels()
             with autocast():
                 loss = masked_mse(forward(x, mask), target)
             loss.backward()
@@ -152,12 +177,13 @@ def make_steps(cfg: CWMConfig = SHAPE, batch: int = 32, ratio: float = 0.9, prec
 
     ref_opt = torch.optim.AdamW(param_groups(ref, 0.05), lr=1e-4, betas=(0.9, 0.95))
     our_opt = adamw(param_groups(ours, 0.05), 1e-4, (0.9, 0.95))  # as pretrain.train builds it
-    attention_for(ours, torch.device(device).type, precision)
+    setup_for_training(ours, torch.device(device).type, precision)
     forward = torch.compile(ours) if compile_ else ours
     with torch.no_grad(), autocast():
-        a, b = float(masked_mse(ref(x, mask), target)), float(masked_mse(ours(x, mask), target))
+        a, b = float(masked_mse(ref(x, mask), official_labels())), float(masked_mse(ours(x, mask), our_labels()))
     tol = 1e-5 if dtype is None else 2e-2
     if not math.isclose(a, b, rel_tol=tol):
         raise AssertionError(f"official-style and our losses differ on the same weights: {a} vs {b}")
-    return {"official": stepper(ref, ref, ref_opt, False), "ours": stepper(ours, forward, our_opt, True),
+    return {"official": stepper(ref, ref, ref_opt, official_labels, False),
+            "ours": stepper(ours, forward, our_opt, our_labels, True),
             "first_loss": a}

@@ -75,7 +75,7 @@ def to_tensor_pair(frame0, frame1) -> tuple[torch.Tensor, torch.Tensor, Batch]:
     return t0, t1, b0
 
 
-def from_tensor(t: torch.Tensor, batch: Batch):
+def from_tensor(t: torch.Tensor, batch: Batch) -> np.ndarray | torch.Tensor:
     """Float ``[B, 3, H, W]`` in [0, 1] -> the user's kind and batching."""
     t = t.detach().float().clamp(0, 1)
     if batch.numpy:
@@ -120,6 +120,26 @@ def check_points(points, size: tuple[int, int], name: str = "points") -> np.ndar
         x, y = p[np.argmax(bad)]
         raise InputError(f"{name}: point ({x:g}, {y:g}) is outside the {w}x{h} image")
     return p
+
+
+def check_queries(queries, num_frames: int, size: tuple[int, int]) -> np.ndarray:
+    """Validated ``[N, 3]`` float64 queries ``(t, x, y)``: integer frames in ``0..T-1``, points in
+    the frame (``-0.5 <= x < W - 0.5``, likewise y). InputError names the first bad query."""
+    try:
+        q = np.asarray(queries, np.float64)
+    except (TypeError, ValueError):
+        raise InputError("queries: expected rows (t, x, y)") from None
+    if q.ndim != 2 or q.shape[1] != 3 or not len(q):
+        raise InputError(f"queries must be [N, 3] rows (t, x, y) with N >= 1, got shape {q.shape}")
+    if not np.isfinite(q).all():
+        raise InputError("queries: contain NaN or inf")
+    h, w = size
+    for i, (t, x, y) in enumerate(q):
+        if t != round(t) or not 0 <= t < num_frames:
+            raise InputError(f"query {i}: frame {t:g} is not one of the video's frames 0..{num_frames - 1}")
+        if not (-0.5 <= x < w - 0.5 and -0.5 <= y < h - 0.5):
+            raise InputError(f"query {i}: point ({x:g}, {y:g}) is outside the {w}x{h} frame")
+    return q
 
 
 def shift_image(img: torch.Tensor, d: torch.Tensor) -> torch.Tensor:

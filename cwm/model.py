@@ -93,14 +93,61 @@ class Encoder(nn.Module):
         self.blocks = _blocks(cfg.enc_dim, cfg.enc_depth, cfg.enc_heads, cfg.mlp_ratio)
         self.norm = LayerNorm(cfg.enc_dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """``x [B, 3, T, H, W]``, ``mask [B, N]`` -> visible tokens ``[B, N_vis, enc_dim]``."""
-        tokens = self.patch_embed(x) + pos.to(x.dtype)  # (B, N, D)
-        b, _, d = tokens.shape
-        tokens = tokens[~mask].reshape(b, -1, d)
+    def embed_visible(self, x: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """The patch embedding of the visible tokens only: ``[B, N_vis, enc_dim]``, the same values
+        as embedding every token and keeping the visible ones (the projection as one matmul over
+        the visible patches, laid out ``(c, i, j)`` like the Conv3d weight)."""
+        proj = self.patch_embed.proj
+        b, c, t, hh, ww = x.shape
+        p = proj.kernel_size[-1]
+        h, w = hh // p, ww // p
+        patches = x.reshape(b, c, t, h, p, w, p).permute(0, 2, 3, 5, 1, 4, 6).reshape(b, t * h * w, c * p * p)
+        vis = ~mask
+        tokens = F.linear(patches[vis], proj.weight.reshape(proj.out_channels, -1), proj.bias)  # (B*N_vis, D)
+        # pos in the input's dtype, as the full path adds it (float32 tokens under autocast)
+        return tokens.reshape(b, -1, proj.out_channels) + pos.to(x.dtype).expand(b, -1, -1)[vis].reshape(
+            b, -1, proj.out_channels)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, visible_only: bool = False) -> torch.Tensor:
+        """``x [B, 3, T, H, W]``, ``mask [B, N]`` -> visible tokens ``[B, N_vis, enc_dim]``.
+
+        ``visible_only`` embeds only the visible patches (:meth:`embed_visible`; the same values).
+        """
+        if visible_only:
+            tokens = self.embed_visible(x, mask, pos)
+        else:
+            tokens = self.patch_embed(x) + pos.to(x.dtype)  # (B, N, D)
+            b, _, d = tokens.shape
+            tokens = tokens[~mask].reshape(b, -1, d)
         for blk in self.blocks:
             tokens = blk(tokens)
         return self.norm(tokens)
+
+
+def last_rows(blk: Block, x: torch.Tensor, m: int) -> torch.Tensor:
+    """A timm ``Block`` on ``x [B, N, D]`` returning its last ``m`` rows only: ``[B, m, D]``.
+
+    Equal to ``blk(x)[:, -m:]``: keys and values are computed from every row, the queries,
+    attention output, projection, MLP and residuals only for the last ``m`` rows.
+    """
+    attn = blk.attn
+    b, n, d = x.shape
+    y = blk.norm1(x)
+    w, bias = attn.qkv.weight, attn.qkv.bias
+    q = F.linear(y[:, n - m:], w[:d], None if bias is None else bias[:d])  # (B, m, D)
+    kv = F.linear(y, w[d:], None if bias is None else bias[d:])  # (B, N, 2D)
+    q = attn.q_norm(q.reshape(b, m, attn.num_heads, attn.head_dim).transpose(1, 2))  # (B, H, m, hd)
+    k, v = kv.reshape(b, n, 2, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+    k = attn.k_norm(k)
+    if attn.fused_attn:
+        o = F.scaled_dot_product_attention(q, k, v, dropout_p=attn.attn_drop.p if attn.training else 0.0)
+    else:
+        o = attn.attn_drop(((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)) @ v
+    o = attn.norm(o.transpose(1, 2).reshape(b, m, -1))
+    if getattr(attn, "gate", None) is not None:
+        o = o * attn.gate(y[:, n - m:]).sigmoid()
+    r = x[:, n - m:] + blk.drop_path1(blk.ls1(attn.proj_drop(attn.proj(o))))
+    return r + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(r))))
 
 
 class Decoder(nn.Module):
@@ -112,10 +159,18 @@ class Decoder(nn.Module):
         self.norm = LayerNorm(cfg.dec_dim)
         self.head = nn.Linear(cfg.dec_dim, 3 * cfg.patch_size**2)
 
-    def forward(self, tokens: torch.Tensor, num_out: int) -> torch.Tensor:
-        """``tokens [B, N_in, dec_dim]`` -> predictions for the last ``num_out`` tokens ``[B, num_out, 3*p*p]``."""
-        for blk in self.blocks:
+    def forward(self, tokens: torch.Tensor, num_out: int, rows_only: bool = False) -> torch.Tensor:
+        """``tokens [B, N_in, dec_dim]`` -> predictions for the last ``num_out`` tokens ``[B, num_out, 3*p*p]``.
+
+        ``rows_only`` runs the last block's queries, output projection and MLP on those
+        ``num_out`` rows only (:func:`last_rows`; keys and values still come from every row),
+        the same values, for less work.
+        """
+        last = len(self.blocks) - 1 if rows_only else len(self.blocks)
+        for blk in self.blocks[:last]:
             tokens = blk(tokens)
+        if rows_only:
+            tokens = last_rows(self.blocks[last], tokens, num_out)
         return self.head(self.norm(tokens[:, tokens.shape[1] - num_out:]))
 
 
@@ -126,11 +181,17 @@ class CWM(nn.Module):
     ``mask [B, T*h*w]`` bool (True = masked, the same count in every sample), returns
     ``[B, N_masked, 3*p*p]``: predicted RGB in [0, 1] of the masked tokens in ascending token order.
     Any T >= 2 and any size divisible by the patch size work (see :meth:`pos_tables`).
+
+    ``skip_unused_rows`` (off by default; :func:`pretrain.step.setup_for_training` turns it on)
+    makes training-mode forwards skip work whose result the output never reads: the patch
+    embedding of masked tokens, and the last decoder block's queries, projection and MLP on the
+    visible rows. The returned predictions are the same (to rounding); eval mode never skips.
     """
 
     def __init__(self, cfg: CWMConfig):
         super().__init__()
         self.cfg = cfg
+        self.skip_unused_rows = False
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
         self.encoder_to_decoder = nn.Linear(cfg.enc_dim, cfg.dec_dim, bias=cfg.k_bias)
@@ -180,12 +241,13 @@ class CWM(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Predicted patches of the masked tokens: ``[B, N_masked, 3*p*p]`` (see class docstring)."""
         enc_pos, dec_pos = self.pos_tables(x.shape[2], self.grid_of(x))
-        vis = self.encoder_to_decoder(self.encoder(x, mask, enc_pos))  # (B, N_vis, Dd)
+        skip = self.skip_unused_rows and self.training
+        vis = self.encoder_to_decoder(self.encoder(x, mask, enc_pos, visible_only=skip))  # (B, N_vis, Dd)
         b, _, d = vis.shape
         pos = dec_pos.to(vis.dtype).expand(b, -1, -1)
         pos_vis, pos_masked = pos[~mask].reshape(b, -1, d), pos[mask].reshape(b, -1, d)
         tokens = torch.cat([vis + pos_vis, self.mask_token.to(vis.dtype) + pos_masked], dim=1)
-        return self.decoder(tokens, pos_masked.shape[1])
+        return self.decoder(tokens, pos_masked.shape[1], rows_only=skip)
 
     def predict_frame(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The "full last frame" mode: the whole predicted last frame, in RGB [0, 1].

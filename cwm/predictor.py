@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the probes import cwm; the predictor reaches them at call t
     from pathlib import Path
 
     from probes.depth import DepthResult
+    from probes.keypoints import KeypointResult
     from probes.pair import PairState
     from probes.results import FlowResult, SegmentResult, TrackResult
     from probes.tracking import VideoTrackResult
@@ -221,7 +222,9 @@ class CWMPredictor:
 
     def set_pair(self, frame0, frame1, **flow_options) -> PairState:
         """One pair's probe state: ``state.flow()``, ``state.occlusion()`` and ``state.depth()``
-        share one flow probe, run at the first read (see :mod:`probes.pair`)."""
+        share one flow probe, run at the first read; ``state.segment(points)`` keeps each poke's
+        map and ``state.track(points)`` each query, so asking again costs only new work (see
+        :mod:`probes.pair`)."""
         from probes.pair import PairState
 
         return PairState(self, frame0, frame1, **flow_options)
@@ -232,6 +235,22 @@ class CWMPredictor:
         from probes.depth import depth
 
         return depth(self, frame0, frame1, stereo=stereo, **kw)
+
+    # ------------------------------------------------------------------ read-outs for the CLI and demos
+    def keypoints(self, frame0, frame1, n: int = 8, chunk_size: int = 64) -> KeypointResult:
+        """The ``n`` frame-1 patches that most reduce the prediction error, chosen greedily ->
+        ``KeypointResult``: ``.points [n, 2]`` ``(x, y)`` patch centres in input pixels,
+        ``.patch_indices [n]``, ``.errors [n + 1]`` and ``.reconstructions [n + 1, H, W, 3]``
+        uint8 (predicted frame 1 after each step); see :func:`probes.keypoints.keypoints`.
+
+        Args:
+            frame0, frame1: one pair of images (numpy uint8 ``[H, W, 3]`` or torch ``[3, H, W]``).
+            n: number of keypoints, 1 <= n <= the model's patch count.
+            chunk_size: candidates scored per batched forward pass.
+        """
+        from probes.keypoints import keypoints
+
+        return keypoints(self, frame0, frame1, n=n, chunk_size=chunk_size)
 
     def save_pretrained(self, folder, training: dict | None = None, overwrite: bool = False,
                         repo_id: str | None = None) -> "Path":

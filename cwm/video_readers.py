@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import sys
+from types import ModuleType
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -186,7 +187,7 @@ def _import_decord():
     return decord
 
 
-def import_cv2():
+def import_cv2() -> ModuleType:
     """Import OpenCV with its warnings and its FFmpeg's logs off, unless the user set
     ``OPENCV_LOG_LEVEL`` or ``OPENCV_FFMPEG_LOGLEVEL`` (see the module notes)."""
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read at each open

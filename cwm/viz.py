@@ -292,6 +292,30 @@ def points_overlay(image: np.ndarray, points: np.ndarray,
     return out
 
 
+def draw_moves(image: np.ndarray, moves: Sequence, static: Sequence = ()) -> np.ndarray:
+    """Red arrows for ``moves`` ``((x, y), (dx, dy))`` and green dots for ``static`` points
+    ``(x, y)`` (pixels), drawn on a copy of ``image``: a counterfactual's poke."""
+    import cv2
+
+    out = _rgb(image, "image").copy()
+    for (x, y), (dx, dy) in moves:
+        cv2.arrowedLine(out, (round(x), round(y)), (round(x + dx), round(y + dy)), (255, 0, 0), 1,
+                        cv2.LINE_AA, tipLength=0.3)
+    if len(static):
+        out = points_overlay(out, np.asarray(static, np.float64), colors=(0, 255, 0), radius=2)
+    return out
+
+
+def pixel_change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """``|after - before|`` per pixel, averaged over RGB: float32 ``[H, W]`` in 0..255."""
+    return np.abs(after.astype(np.float32) - before.astype(np.float32)).mean(axis=2)
+
+
+def change_map(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """:func:`pixel_change` colour-mapped (turbo, stretched to its own range): uint8 ``[H, W, 3]``."""
+    return depth_to_color(pixel_change(before, after), percentiles=(0.0, 100.0))
+
+
 def _rgb(image: np.ndarray, name: str) -> np.ndarray:
     """uint8 ``[H, W, 3]`` from uint8 RGB or grayscale ``[H, W]``; anything else is an error."""
     a = np.asarray(image)

@@ -24,7 +24,6 @@ SHEET_PAIRS = 4
 def main(argv: list[str] | None = None) -> int:
     from cwm import viz
     from cwm.io import open_video, write_video
-    from probes.flow import flow as flow_probe
 
     args = parser("dense_flow", __doc__).parse_args(argv)
     predictor = load(args)
@@ -37,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             previous = None
             for t, frame in enumerate(video.iter_frames(max_frames=pairs + 1)):
                 if previous is not None:
-                    flow = flow_probe(predictor, previous, frame).flow
+                    flow = predictor.flow(previous, frame).flow
                     panel = viz.side_by_side([previous, viz.flow_to_color(flow, max_flow=MAX_FLOW),
                                               viz.draw_arrows(previous, flow, step=12)])
                     if t - 1 in keep:

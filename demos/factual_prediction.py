@@ -2,7 +2,7 @@
 
 Frame 0 is fully visible; only a handful of frame-1 patches are shown to the model (outlined in
 yellow), and it predicts the rest. Top row: the patches are chosen greedily, each the one that
-lowers the error most (:func:`probes.keypoints.keypoints`), so a few patches on the moving
+lowers the error most (:meth:`cwm.predictor.CWMPredictor.keypoints`), so a few patches on the moving
 objects carry their motion. Bottom row: the same numbers of patches chosen at random.
 
     python -m demos.factual_prediction --out demos_out/factual
@@ -29,14 +29,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from cwm.viz import draw_patches
     from cwm.viz import side_by_side
-    from probes.keypoints import keypoints
 
     args = parser("factual_prediction", __doc__).parse_args(argv)
     predictor = load(args)
     f0, f1 = sample_pair(GAP)
     n_patches = predictor.grid[0] * predictor.grid[1]
     counts = [k for k in (COUNTS[:3] if args.fast else COUNTS) if k <= n_patches]
-    greedy = keypoints(predictor, f0, f1, n=max(counts))
+    greedy = predictor.keypoints(f0, f1, n=max(counts))
 
     blank = np.full_like(f0, 255)
     top, bottom = [f0, f1], [blank, blank]

@@ -21,7 +21,6 @@ from demos.make_assets import still_scene
 def main(argv: list[str] | None = None) -> int:
     from cwm import viz
     from cwm.metrics import point_iou
-    from probes.segments import segment
 
     args = parser("spelke_segment", __doc__).parse_args(argv)
     predictor = load(args)
@@ -29,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     image, instances = scene.frames[0], scene.instances[0]
     point = poke_point(instances)
     options = {"directions": 1} if args.fast else {}
-    mask = np.asarray(segment(predictor, image, points=[point], **options).masks[0], dtype=bool)
+    mask = np.asarray(predictor.segment(image, points=[point], **options).masks[0], dtype=bool)
     print(f"poke at {point}: segment of {mask.sum()} px, IoU with the object {point_iou(mask, instances, point):.2f}")
     poked = viz.points_overlay(image, np.array([point]), colors=(255, 0, 0), radius=3)
     truth = instances == instances[int(point[1]), int(point[0])]

@@ -20,13 +20,12 @@ from demos.make_assets import stereo_scene
 def main(argv: list[str] | None = None) -> int:
     from cwm import viz
     from cwm.metrics import depth_ordinal_accuracy
-    from probes.depth import depth
 
     args = parser("stereo_depth", __doc__).parse_args(argv)
     predictor = load(args)
     scene = stereo_scene()
     left, right = scene.pair(0)
-    inverse_depth = np.asarray(depth(predictor, left, right, stereo=True).inverse_depth, np.float32)
+    inverse_depth = np.asarray(predictor.depth(left, right, stereo=True).inverse_depth, np.float32)
     accuracy = depth_ordinal_accuracy(inverse_depth, scene.depth[0])
     print(f"ordinal accuracy {accuracy:.3f} (0.5 is chance)")
     panels = [left, right, viz.depth_to_color(inverse_depth), viz.depth_to_color(scene.inverse_depth(0))]

@@ -20,16 +20,48 @@ from probes.pokes import Poke, displacements, make_poke, poke_inputs, source_box
 from probes.segment_config import DEFAULT_FLOW_OPTIONS, FLOW_READ_MODE, SegmentConfig
 
 
-def point_affinity(predictor, f0: torch.Tensor, points: np.ndarray, cfg: SegmentConfig
-                    ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+class PokeMaps:
+    """The affinity maps of one image's pokes, each computed once and kept (a :class:`probes.pair.
+    PairState` holds one, so segments asked again or one more point at a time cost only new pokes).
+
+    ``maps(predictor, f0, pokes, cfg)`` is ``poke_maps`` or ``jacobian_maps`` (by ``cfg.method``)
+    of ``pokes``, ``[N, H, W]`` at model size, computing only the pokes not met before under the
+    same read-out settings (``method``, ``read``, ``flow``, ``jacobian_window``). Maps depend on
+    the image: use one instance per image ``f0`` and predictor.
+    """
+
+    def __init__(self) -> None:
+        self._maps: dict[tuple, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._maps)
+
+    def __call__(self, predictor, f0: torch.Tensor, pokes: Sequence[Poke], cfg: SegmentConfig) -> np.ndarray:
+        setting = (cfg.method, cfg.read, tuple(sorted((k, repr(v)) for k, v in cfg.flow.items())),
+                   cfg.jacobian_window)
+        new = [pk for pk in dict.fromkeys(pokes) if (setting, pk) not in self._maps]
+        if new:
+            self._maps.update(zip([(setting, pk) for pk in new], compute_maps(predictor, f0, new, cfg)))
+        h, w = predictor.size
+        return np.stack([self._maps[setting, pk] for pk in pokes]) if pokes else np.zeros((0, h, w))
+
+
+def compute_maps(predictor, f0: torch.Tensor, pokes: Sequence[Poke], cfg: SegmentConfig) -> np.ndarray:
+    """``[N, H, W]`` affinity maps of ``pokes`` by ``cfg.method`` (:func:`poke_maps` or :func:`jacobian_maps`)."""
+    return (poke_maps if cfg.method == "poke" else jacobian_maps)(predictor, f0, pokes, cfg)
+
+
+def point_affinity(predictor, f0: torch.Tensor, points: np.ndarray, cfg: SegmentConfig,
+                   maps: PokeMaps | None = None) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """Raw affinity ``[P, H, W]`` float32 of each model pixel to each model-pixel point ``[P, 2]``,
     and the box ``(y0, y1, x0, x1)`` of each point's poked patch, which is set to 1 (it moved by
-    construction). Batched over all points and pokes (see ``SegmentConfig.chunk_size``)."""
+    construction). Batched over all points and pokes (see ``SegmentConfig.chunk_size``). A point's
+    anchors are seeded by its place in ``points``; ``maps`` keeps poke maps across calls."""
     pokes = [[make_poke(predictor, pt, d, seed_key=(cfg.seed, i, s), cfg=cfg)
               for s, d in displacements(predictor.patch_size, cfg, base=cfg.method == "jacobian")]
              for i, pt in enumerate(points)]
     flat = [pk for per_point in pokes for pk in per_point]
-    maps = (poke_maps if cfg.method == "poke" else jacobian_maps)(predictor, f0, flat, cfg)
+    maps = (compute_maps if maps is None else maps)(predictor, f0, flat, cfg)
     out, boxes, k = [], [], 0
     for per_point in pokes:
         a = maps[k:k + len(per_point)].mean(0)

@@ -18,8 +18,6 @@ Batched inputs (``[B, H, W, 3]`` or ``[B, 3, H, W]``) give a list of results, on
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
@@ -219,12 +217,3 @@ def track(predictor, frame0, frame1, points, reference: bool = True, **options) 
         results.append(TrackResult(pts.astype(np.float32), scale_points(moved, model, batch.size).astype(np.float32),
                                    visible, score[:, i].clamp(0, 1).float().numpy()))
     return results if batch.batched else results[0]
-
-
-def flow_method(predictor, **options) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """``(frame0, frame1) -> flow [H, W, 2]`` of :func:`flow` with ``options``, in the form
-    :func:`cwm.evaluation.run_flow_suite` expects (occlusion: :func:`probes.occlusion.occlusion_method`)."""
-    def method(frame0: np.ndarray, frame1: np.ndarray) -> np.ndarray:
-        return flow(predictor, frame0, frame1, **options).flow
-
-    return method

@@ -14,11 +14,6 @@ occluded when its score is below a threshold, or when its flow leaves the frame.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import numpy as np
-
-from probes.flow import flow
 from probes.visibility import (  # the scores, re-exported
     DEFAULT_OCCLUSION_THRESHOLD,
     check_threshold,
@@ -26,14 +21,4 @@ from probes.visibility import (  # the scores, re-exported
     normalised_scores,
 )
 
-__all__ = ["DEFAULT_OCCLUSION_THRESHOLD", "check_threshold", "consistency_occlusion", "normalised_scores",
-           "occlusion_method"]
-
-
-def occlusion_method(predictor, **options) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """``(frame0, frame1) -> occlusion [H, W] bool`` of :func:`probes.flow.flow` with ``options``,
-    in the form :func:`cwm.evaluation.run_occlusion_suite` expects."""
-    def method(frame0: np.ndarray, frame1: np.ndarray) -> np.ndarray:
-        return flow(predictor, frame0, frame1, **options).occlusion
-
-    return method
+__all__ = ["DEFAULT_OCCLUSION_THRESHOLD", "check_threshold", "consistency_occlusion", "normalised_scores"]

@@ -84,7 +84,8 @@ def source_box(predictor, poke: Poke) -> tuple[int, int, int, int]:
     return max(0, y0 - dy), min(h, y1 - dy), max(0, x0 - dx), min(w, x1 - dx)
 
 
-def poke_inputs(predictor, f0: torch.Tensor, pokes: Sequence[Poke], d: torch.Tensor):
+def poke_inputs(predictor, f0: torch.Tensor, pokes: Sequence[Poke],
+                d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Counterfactual clips ``[N, 3, T, H, W]`` and masks ``[N, T*h*w]`` for pokes by ``d [N, 2]``."""
     n = len(pokes)
     box = torch.zeros(n, 1, *predictor.size, dtype=f0.dtype, device=f0.device)

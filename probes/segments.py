@@ -65,7 +65,7 @@ import torch.nn.functional as F
 
 from cwm.errors import InputError
 from cwm.frames import check_points, resize, scale_points, to_tensor
-from probes.affinity import jacobian_maps, point_affinity, poke_maps
+from probes.affinity import PokeMaps, compute_maps, point_affinity
 from probes.cost import CountingPredictor
 from probes.pokes import Poke, make_poke, shift_image, source_box
 from probes.results import SegmentResult
@@ -76,7 +76,7 @@ __all__ = ["DEFAULT_FLOW_OPTIONS", "MAX_TRIES_PER_SEGMENT", "SegmentConfig", "Se
 
 
 def segment(predictor, image, points: Sequence[tuple[float, float]] | None = None,
-            config: SegmentConfig | None = None, **overrides: Any) -> SegmentResult:
+            config: SegmentConfig | None = None, maps: PokeMaps | None = None, **overrides: Any) -> SegmentResult:
     """Spelke segments of ``image``: one per point, or all objects when ``points`` is None.
 
     Args:
@@ -84,6 +84,9 @@ def segment(predictor, image, points: Sequence[tuple[float, float]] | None = Non
         image: numpy uint8 ``[H, W, 3]`` RGB or torch ``[3, H, W]`` in [0, 1] (one image).
         points: ``(x, y)`` pixels of the input; None for automatic mode.
         config: a :class:`SegmentConfig`; ``**overrides`` replace its fields by name.
+        maps: a :class:`probes.affinity.PokeMaps` of this image and predictor, which keeps every
+            poke's map for the next call (:meth:`probes.pair.PairState.segment`); ``cost`` then
+            counts only the pokes this call computed.
     Raises:
         InputError: an image smaller than 2x2, a batch, an empty point list or a point outside.
         ConfigError: an unknown or bad setting.
@@ -102,11 +105,11 @@ def segment(predictor, image, points: Sequence[tuple[float, float]] | None = Non
     counted = CountingPredictor(predictor)
     f0m = resize(f0, predictor.size).to(predictor.device)  # (1, 3, H, W) at model size
     if points is None:
-        model_points, affinity = _automatic(counted, f0m, cfg)
+        model_points, affinity = _automatic(counted, f0m, cfg, maps)
         user_points = scale_points(model_points, predictor.size, size).reshape(-1, 2)
     else:
         model_points = scale_points(user_points, size, predictor.size)
-        affinity, _ = point_affinity(counted, f0m, model_points, cfg)
+        affinity, _ = point_affinity(counted, f0m, model_points, cfg, maps)
     norm = np.stack([_normalise(a) for a in affinity]) if len(affinity) else affinity
     thresholds = np.array([_threshold(a, cfg.threshold) for a in norm], np.float32)
     up = _upsample(norm, size)
@@ -123,14 +126,15 @@ def segment(predictor, image, points: Sequence[tuple[float, float]] | None = Non
 # Automatic mode
 
 
-def _automatic(predictor, f0: torch.Tensor, cfg: SegmentConfig) -> tuple[np.ndarray, np.ndarray]:
+def _automatic(predictor, f0: torch.Tensor, cfg: SegmentConfig, maps: PokeMaps | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Model-pixel points ``[N, 2]`` and raw affinities ``[N, H, W]`` of the objects found."""
     p, (gh, gw) = predictor.patch_size, predictor.grid
     stride = max(1, cfg.candidate_stride)
     cands = np.array([((j + 0.5) * p - 0.5, (i + 0.5) * p - 0.5)
                       for i in range(stride // 2, gh, stride) for j in range(stride // 2, gw, stride)])
     scan_cfg = dataclasses.replace(cfg, method=cfg.scan, magnitudes=(max(cfg.magnitudes),), directions=1, seeds=1)
-    pokes, scan = _scan(predictor, f0, cands, scan_cfg)  # (C, H, W)
+    pokes, scan = _scan(predictor, f0, cands, scan_cfg, maps)  # (C, H, W)
     movability = np.array([_movability(predictor, a, source_box(predictor, pk)) for a, pk in zip(scan, pokes)])
     movable = np.flatnonzero(movability >= cfg.min_movability)
     pixels = np.round(cands[:, ::-1]).astype(int)  # (row, col) of each candidate
@@ -143,7 +147,7 @@ def _automatic(predictor, f0: torch.Tensor, cfg: SegmentConfig) -> tuple[np.ndar
         if explained[tuple(pixels[c])]:
             continue
         tries += 1
-        (raw,), (box,) = point_affinity(predictor, f0, cands[c:c + 1], cfg)
+        (raw,), (box,) = point_affinity(predictor, f0, cands[c:c + 1], cfg, maps)
         norm = _normalise(raw)
         mask = norm >= _threshold(norm, cfg.threshold)
         explained[tuple(pixels[c])] = True  # tried
@@ -164,7 +168,8 @@ def _automatic(predictor, f0: torch.Tensor, cfg: SegmentConfig) -> tuple[np.ndar
             np.array(found_maps, np.float32).reshape(-1, h, w))
 
 
-def _scan(predictor, f0: torch.Tensor, cands: np.ndarray, cfg: SegmentConfig) -> tuple[list[Poke], np.ndarray]:
+def _scan(predictor, f0: torch.Tensor, cands: np.ndarray, cfg: SegmentConfig, maps: PokeMaps | None = None
+          ) -> tuple[list[Poke], np.ndarray]:
     """One poke per candidate, the direction turning by 90 degrees from one to the next:
     the pokes and their raw affinities ``[C, H, W]``."""
     length = max(1.0, cfg.magnitudes[0] * predictor.patch_size)
@@ -174,8 +179,7 @@ def _scan(predictor, f0: torch.Tensor, cands: np.ndarray, cfg: SegmentConfig) ->
         d = (0, 0) if cfg.method == "jacobian" else (round(length * math.cos(theta)),
                                                      round(length * math.sin(theta)))
         pokes.append(make_poke(predictor, pt, d, (cfg.seed, c, 0), cfg))
-    maps = (poke_maps if cfg.method == "poke" else jacobian_maps)(predictor, f0, pokes, cfg)
-    return pokes, maps
+    return pokes, (compute_maps if maps is None else maps)(predictor, f0, pokes, cfg)
 
 
 def _movability(predictor, a: np.ndarray, box: tuple[int, int, int, int]) -> float:

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from cwm.errors import ConfigError, InputError
+from cwm.frames import check_queries  # noqa: F401  (validated here, public there)
 from probes.flow import track
 from probes.results import ArrayResult
 
@@ -98,26 +99,6 @@ class VideoTrackResult(ArrayResult):
                 cv2.circle(out, (x, y), 3, (0, 0, 0), -1, cv2.LINE_AA)
                 cv2.circle(out, (x, y), 2, color, -1, cv2.LINE_AA)
         return out
-
-
-def check_queries(queries, num_frames: int, size: tuple[int, int]) -> np.ndarray:
-    """Validated ``[N, 3]`` float64 queries ``(t, x, y)``: integer frames in ``0..T-1``, points in
-    the frame (``-0.5 <= x < W - 0.5``, likewise y). InputError names the first bad query."""
-    try:
-        q = np.asarray(queries, np.float64)
-    except (TypeError, ValueError):
-        raise InputError("queries: expected rows (t, x, y)") from None
-    if q.ndim != 2 or q.shape[1] != 3 or not len(q):
-        raise InputError(f"queries must be [N, 3] rows (t, x, y) with N >= 1, got shape {q.shape}")
-    if not np.isfinite(q).all():
-        raise InputError("queries: contain NaN or inf")
-    h, w = size
-    for i, (t, x, y) in enumerate(q):
-        if t != round(t) or not 0 <= t < num_frames:
-            raise InputError(f"query {i}: frame {t:g} is not one of the video's frames 0..{num_frames - 1}")
-        if not (-0.5 <= x < w - 0.5 and -0.5 <= y < h - 0.5):
-            raise InputError(f"query {i}: point ({x:g}, {y:g}) is outside the {w}x{h} frame")
-    return q
 
 
 def _neighbour_steps(start: np.ndarray, ref_start: np.ndarray, ref_step: np.ndarray) -> np.ndarray:

@@ -33,3 +33,22 @@ def tiny_model():
     cfg = CWMConfig(img_size=(32, 48), patch_size=8, enc_dim=32, enc_depth=2, enc_heads=2,
                     dec_dim=32, dec_depth=1, dec_heads=2)
     return build_model(cfg).eval()
+
+
+def tiny_weights_and_clips(root: Path, clips: dict[str, int]) -> dict[str, Path]:
+    """A tiny random model saved as ``root/tiny`` and synthetic 32x40 mp4 clips ``root/in/<name>``
+    (``clips``: name -> frames; clip i is scene i): the data of the folder tests."""
+    from cwm.checkpoints import save_pretrained
+    from cwm.config import CWMConfig
+    from cwm.io import write_video
+    from cwm.model import build_model
+    from cwm.synthetic import make_scene
+
+    torch.manual_seed(0)
+    cfg = CWMConfig(img_size=(32, 32), patch_size=8, enc_dim=32, enc_depth=1, enc_heads=2,
+                    dec_dim=32, dec_depth=1, dec_heads=2)
+    save_pretrained(build_model(cfg), root / "tiny")
+    for i, (name, frames) in enumerate(clips.items()):
+        (root / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        write_video(root / "in" / name, make_scene(i, (32, 40), num_frames=frames).frames, fps=10)
+    return {"root": root, "weights": root / "tiny", "in": root / "in"}

@@ -333,3 +333,42 @@ def test_pretrain_refusal_names_the_argument_and_the_flag(tmp_path):
         train(resolve(overrides=[f"train.output_dir={run}", "data.source=synthetic"]))
     assert str(e.value) == (f"'{run}' already holds checkpoints; pass resume=True (--resume on the command line) "
                             "to continue that run, or choose another train.output_dir")
+
+
+# ------------------------------------------------------------------ the CLI and demos use the predictor
+def _imported(path) -> set[str]:
+    """Every module ``path`` imports (module level and inside functions; read with ast)."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def _under(names: set[str], package: str) -> list[str]:
+    return sorted(n for n in names if n == package or n.startswith(f"{package}."))
+
+
+def test_the_cli_and_the_demos_reach_the_probes_only_through_the_predictor():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cli = [p for p in (root / "cwm" / "cli").glob("*.py") if not p.stem.startswith("evaluate")]
+    demos = list((root / "demos").glob("*.py"))
+    assert len(cli) > 10 and len(demos) > 5
+    bad = {p.relative_to(root).as_posix(): _under(_imported(p), "probes") for p in cli + demos}
+    assert {k: v for k, v in bad.items() if v} == {}
+    drawn = {p.relative_to(root).as_posix(): _under(_imported(p), "cwm.cli") for p in demos}
+    assert {k: v for k, v in drawn.items() if v} == {}
+
+
+def test_the_import_check_sees_imports_inside_functions(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    from probes.flow import flow\n    from cwm import cli\n")
+    assert _under(_imported(f), "probes") == ["probes.flow", "probes.flow.flow"]
+    assert _under(_imported(f), "cwm.cli") == ["cwm.cli"]

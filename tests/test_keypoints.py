@@ -40,3 +40,16 @@ def test_keypoints_bad_n():
     f = np.zeros((32, 32, 3), np.uint8)
     with pytest.raises(InputError, match="n must be"):
         keypoints(StaticOracle(), f, f, n=17)
+
+
+def test_the_predictor_method_is_the_probe(tiny_model):
+    from cwm.predictor import CWMPredictor
+
+    predictor = CWMPredictor(tiny_model, device="cpu")
+    rng = np.random.default_rng(1)
+    f0 = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    f1 = np.roll(f0, 3, axis=1)
+    a, b = predictor.keypoints(f0, f1, n=3, chunk_size=7), keypoints(predictor, f0, f1, n=3, chunk_size=7)
+    for name in ("points", "patch_indices", "errors", "reconstructions"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.points.shape == (3, 2) and a.reconstructions.shape == (4, 24, 40, 3)

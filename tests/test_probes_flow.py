@@ -11,9 +11,8 @@ from cwm.config import CWMConfig
 from cwm.errors import ConfigError, InputError
 from cwm.model import build_model
 from probes import oracles
-from probes.flow import flow, flow_method, track
+from probes.flow import flow, track
 from probes.jacobian import FrameFunction, gaussian_bumps, probe_masks, responses
-from probes.occlusion import occlusion_method
 from probes.packing import pack_grid, pack_points, read_peaks
 
 EPE_MAX = 0.25   # px, issue 4
@@ -153,14 +152,14 @@ def test_track_points(cases):
     assert res.visible.tolist() == [True, True, False]
 
 
-def test_consistency_option_and_evaluation_hooks(cases):
+def test_consistency_option_and_flow_reads(cases):
     case = cases["two_objects"]
     res = flow(case.oracle, case.frame0, case.frame1, stride=1, max_flow=MAX_FLOW, consistency=True)
     # The forward-backward check adds a few false positives at motion edges (measured F1 0.83).
     assert metrics.occlusion_metrics(res.occlusion, case.occlusion)["f1"] > 0.75
-    est = flow_method(case.oracle, stride=2, max_flow=MAX_FLOW)(case.frame0, case.frame1)
+    est = flow(case.oracle, case.frame0, case.frame1, stride=2, max_flow=MAX_FLOW).flow
     assert metrics.flow_metrics(est, case.flow, case.occlusion)["epe_noc"] < EPE_MAX
-    occ = occlusion_method(case.oracle, stride=1, max_flow=MAX_FLOW)(case.frame0, case.frame1)
+    occ = flow(case.oracle, case.frame0, case.frame1, stride=1, max_flow=MAX_FLOW).occlusion
     assert occ.shape == (64, 64)
 
 
@@ -171,9 +170,11 @@ def test_accuracy_harness_with_scene_oracle():
     scene = make_scene(1003, (64, 64), preset="objects")
     case = oracles.scene_case(scene)  # exact oracle of this scene (time-reversed render)
     wide = 0.12 * 64  # the suite's fastest motions
-    flow_report = run_flow_suite({"cwm": flow_method(case.oracle, stride=2, max_flow=wide)}, [scene])
+    flow_report = run_flow_suite({"cwm": lambda f0, f1: flow(case.oracle, f0, f1, stride=2, max_flow=wide).flow},
+                                 [scene])
     assert flow_report["cwm"]["epe_noc"] < EPE_MAX
-    occ_report = run_occlusion_suite({"cwm": occlusion_method(case.oracle, stride=1, max_flow=wide)}, [scene])
+    occ_report = run_occlusion_suite(
+        {"cwm": lambda f0, f1: flow(case.oracle, f0, f1, stride=1, max_flow=wide).occlusion}, [scene])
     assert occ_report["cwm"]["f1"] > 0.8
 
 

@@ -5,7 +5,6 @@ Nothing here imports torch: ``cwm --help`` and argument errors stay fast.
 from __future__ import annotations
 
 import argparse
-import difflib
 import math
 import os
 import re
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from cwm.cli.outputs import Outputs, run_outputs  # noqa: F401  (re-exported for the subcommands)
-from cwm.errors import InputError, unknown_options  # noqa: F401  (moved to cwm.errors)
+from cwm.errors import InputError, did_you_mean, unknown_options  # noqa: F401  (moved to cwm.errors)
 
 #: Where outputs go when ``-o`` is not given: ``cwm_out/<input stem>_<command>/``.
 DEFAULT_OUT_ROOT = Path("cwm_out")
@@ -54,8 +53,7 @@ def _with_choice_hint(message: str) -> str:
     if not m:
         return message
     choices = re.findall(r"'([^']*)'", m.group(2))
-    close = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+    hint = did_you_mean(m.group(1), choices, cutoff=0.5)
     what = message.split(":", 1)[0]
     if what in ("argument COMMAND", "argument ACTION"):  # the subcommand words
         return f"unknown command '{m.group(1)}'{hint} (commands: {', '.join(choices)})"

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from cwm.cli.common import (Outputs, add_command, add_output_options, check_inside, default_out,
                             load_predictor, note_aspect, parse_move, parse_point, run_outputs)
 
@@ -52,38 +50,11 @@ def run(args: argparse.Namespace) -> int:
 
     def body() -> None:
         outputs.image(cf_path, cf)
-        outputs.image(cmp_path, viz.side_by_side([annotate(image, args.move, args.static), cf,
-                                                  change_map(image, cf)],
+        outputs.image(cmp_path, viz.side_by_side([viz.draw_moves(image, args.move, args.static), cf,
+                                                  viz.change_map(image, cf)],
                                                  ["moves", "prediction", "change"]))
 
     run_outputs(outputs, body)
     note_aspect(args, predictor, image.shape, "the prediction")
     outputs.report()
     return 0
-
-
-def annotate(image: np.ndarray, moves, static) -> np.ndarray:
-    """Red arrows for moves and green dots for static points, drawn on a copy of ``image``."""
-    import cv2
-
-    from cwm import viz
-
-    out = np.ascontiguousarray(image).copy()
-    for (x, y), (dx, dy) in moves:
-        cv2.arrowedLine(out, (round(x), round(y)), (round(x + dx), round(y + dy)), (255, 0, 0), 1,
-                        cv2.LINE_AA, tipLength=0.3)
-    if len(static):
-        out = viz.points_overlay(out, np.asarray(static, np.float64), colors=(0, 255, 0), radius=2)
-    return out
-
-
-def pixel_change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """``|after - before|`` per pixel, averaged over RGB: float32 ``[H, W]`` in 0..255."""
-    return np.abs(after.astype(np.float32) - before.astype(np.float32)).mean(axis=2)
-
-
-def change_map(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    """:func:`pixel_change` colour-mapped (turbo, stretched to its own range): uint8 ``[H, W, 3]``."""
-    from cwm.viz import depth_to_color
-
-    return depth_to_color(pixel_change(before, after), percentiles=(0.0, 100.0))

@@ -56,13 +56,9 @@ def run_one(args: argparse.Namespace) -> int:
     png_path, npy_path = outputs.plan("depth.png", "inverse_depth.npy")
     f0, f1 = load_pair(args, "depth")
     outputs.check()
-    from probes.depth import depth  # torch: imported once the inputs are known to be good
-
-    predictor = load_predictor(args)
-    options = {"motion": args.motion} if args.motion else {}
-    if args.max_flow is not None:
-        options["flow_options"] = {"max_flow": args.max_flow}
-    result = depth(predictor, f0, f1, stereo=args.stereo, **options)
+    predictor = load_predictor(args)  # torch: imported once the inputs are known to be good
+    pair = predictor.set_pair(f0, f1, **({} if args.max_flow is None else {"max_flow": args.max_flow}))
+    result = pair.depth(stereo=args.stereo, **({"motion": args.motion} if args.motion else {}))
 
     def body() -> None:
         outputs.image(png_path, result.visualize(cmap=args.cmap))

@@ -1,7 +1,9 @@
-"""``cwm eval``: score a CWM's flow, occlusion and depth against the baselines on the synthetic suite.
+"""``cwm eval``: score a CWM's flow, occlusion, depth and segments against the baselines on the
+synthetic suite.
 
-A thin layer over :func:`cwm.evaluation.run_benchmark` (the same harness as
-``benchmarks/accuracy.py``), with the loaded model's probes added as methods named ``cwm``.
+A thin layer over :func:`cwm.evaluation_probes.evaluate` (the engine ``benchmarks/accuracy.py``
+also runs), with the loaded model's probes as methods named ``cwm``; each pair's flow probe runs
+once and serves flow, occlusion and depth.
 ``cwm eval tapvid --data FILE`` scores point tracking by the TAP-Vid protocol instead
 (:mod:`cwm.cli.evaluate_tapvid`), ``cwm eval spelke --data FILE`` segments on SpelkeBench
 (:mod:`cwm.cli.evaluate_spelke`), ``cwm eval stereo-depth --data DIR`` orders point depths from
@@ -10,10 +12,10 @@ stereo views (:mod:`cwm.cli.evaluate_stereo`).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from cwm.cli.common import add_command
+from cwm.evaluation_probes import PROBES
 
 EXAMPLES = """\
 cwm eval --quick                         # 20 scenes, the embedded model against zero/Farneback/DIS
@@ -23,14 +25,14 @@ cwm eval tapvid --data tapvid_davis.pkl --out report.json   # point tracking, TA
 cwm eval spelke --data spelke_bench.h5 --out spelke.json    # Spelke segments, SpelkeBench
 cwm eval stereo-depth --data stereo_depth/ --out depth.json # depth order of point pairs (ZWM)
 """
-PROBES = ("flow", "occlusion", "depth")
 
 
 def register(sub) -> argparse.ArgumentParser:
     p = add_command(sub, "eval", "accuracy on the synthetic suite, against baselines", EXAMPLES,
-                    description="Scores flow (EPE, Fl-all), occlusion (F1) and stereo depth (ordinal "
-                                "accuracy) of the model's probes and of the baselines (zero flow, "
-                                "Farneback, DIS) on the fixed synthetic suite, prints the tables and "
+                    description="Scores flow (EPE, Fl-all), occlusion (F1), stereo depth (ordinal "
+                                "accuracy) and point-prompted segments (mIoU) of the model's probes and "
+                                "of the baselines (zero flow, Farneback, DIS; flow- and colour-connected "
+                                "components) on the fixed synthetic suite, prints the tables and "
                                 "optionally writes the report as JSON.")
     p.add_argument("--quick", action="store_true", help="20 scenes instead of 100")
     p.add_argument("--baselines-only", action="store_true", help="do not load or score a model")
@@ -63,38 +65,12 @@ def run(args: argparse.Namespace) -> int:
         from cwm.cli import evaluate_stereo
 
         return evaluate_stereo.run(args)
-    from cwm.atomic import atomic_write
     from cwm.cli.common import load_predictor
-    from cwm.errors import InputError
-    from cwm.evaluation import format_report, run_benchmark
+    from cwm.cli.report import finish_report, refuse_existing_report
+    from cwm.evaluation_probes import evaluate, format_evaluation
 
-    if args.out is not None and args.out.exists() and not args.overwrite:
-        raise InputError(f"output '{args.out}' already exists; pass --overwrite to replace it")
-    methods: dict[str, dict] = {"flow": {}, "occlusion": {}, "depth": {}}
-    if not args.baselines_only:
-        predictor = load_predictor(args)
-        for probe in args.probes:
-            methods[probe]["cwm"] = _method(probe, predictor)
-    report = run_benchmark(methods["flow"], methods["occlusion"], methods["depth"], quick=args.quick)
+    refuse_existing_report(args)
+    predictor = None if args.baselines_only else load_predictor(args)
+    report = evaluate(predictor, probes=args.probes, quick=args.quick)
     report["weights"] = None if args.baselines_only else str(args.weights)
-    print(format_report(report))
-    if args.out is not None:
-        with atomic_write(args.out, overwrite=args.overwrite) as tmp:
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
-        print(args.out)
-    return 0
-
-
-def _method(probe: str, predictor):
-    """``(frame0, frame1) -> array`` of one probe, the form :mod:`cwm.evaluation` scores."""
-    if probe == "flow":
-        from probes.flow import flow_method
-
-        return flow_method(predictor)
-    if probe == "occlusion":
-        from probes.occlusion import occlusion_method
-
-        return occlusion_method(predictor)
-    from probes.depth import depth
-
-    return lambda f0, f1: depth(predictor, f0, f1, stereo=True).inverse_depth  # scored on stereo scenes
+    return finish_report(args, report, format_evaluation(report))

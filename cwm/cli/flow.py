@@ -167,10 +167,10 @@ class _Job:
 
 
 def run_dense(args: argparse.Namespace, kind: Kind) -> int:
-    """Plan and check every output, then stream pairs through :func:`probes.flow.flow`.
+    """Plan and check every output, then stream pairs through the predictor's flow probe.
 
     Pairs go to the probe ``--batch`` at a time (frames decoded once, shared by the pairs that
-    use them); on a GPU a reader thread decodes ahead while the model computes. The number of
+    use them); a reader thread decodes ahead while the model computes (:mod:`cwm.cli.readahead`). The number of
     pairs processed is left in ``args.pairs_done`` (for :mod:`cwm.cli.folders`' summary).
     """
     from cwm.cli.folders import dispatch
@@ -184,22 +184,22 @@ def run_dense(args: argparse.Namespace, kind: Kind) -> int:
     try:
         job = _plan(args, kind, fmt, raw, outputs, reader)
         outputs.check()
-        from probes.flow import flow  # torch: imported once the inputs are known to be good
+        from cwm.cli.readahead import chunks, readahead
 
-        predictor = load_predictor(args)
+        predictor = load_predictor(args)  # torch: imported once the inputs are known to be good
         bar = progress(len(job.starts), kind.name, args.quiet)
 
         batch = max(1, getattr(args, "batch", 1) or 1)
-        pairs = prefetch(job.pairs, 2 * batch) if _on_gpu(predictor) else job.pairs
+        pairs = readahead(job.pairs, 2 * batch)
 
         def computed() -> Iterator[tuple[int, np.ndarray, object]]:
-            for chunk in _chunks(pairs, batch):
+            for chunk in chunks(pairs, batch):
                 if len(chunk) == 1:
                     (t, frame0, frame1), = chunk
-                    yield t, frame0, flow(predictor, frame0, frame1, **probe_options(args))
+                    yield t, frame0, predictor.flow(frame0, frame1, **probe_options(args))
                     continue
-                out = flow(predictor, np.stack([c[1] for c in chunk]), np.stack([c[2] for c in chunk]),
-                           **probe_options(args))
+                out = predictor.flow(np.stack([c[1] for c in chunk]), np.stack([c[2] for c in chunk]),
+                                     **probe_options(args))
                 yield from ((t, frame0, r) for (t, frame0, _), r in zip(chunk, out))
 
         def results(add) -> Iterator[tuple[int, np.ndarray, object]]:
@@ -277,67 +277,10 @@ def _open_video(args: argparse.Namespace):
     from cwm.io import open_video
 
     if Path(args.inputs[0]).is_dir():
-        from cwm.cli.folders import FramesFolderReader
+        from cwm.cli.discovery import FramesFolderReader
 
         return FramesFolderReader(args.inputs[0], min_frames=(args.gap or 1) + 1)
     return open_video(args.inputs[0], min_frames=(args.gap or 1) + 1)
-
-
-def _on_gpu(predictor) -> bool:
-    device = getattr(predictor, "device", None)
-    return getattr(device, "type", str(device)) == "cuda"
-
-
-def _chunks(items, size: int) -> Iterator[list]:
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def prefetch(items, depth: int) -> Iterator:
-    """Iterate ``items`` in a reader thread, up to ``depth`` ahead (decoding overlaps compute);
-    an exception in the reader is raised here, in order."""
-    import queue
-    import threading
-
-    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
-    end, stop = object(), threading.Event()
-
-    def put(entry) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def read() -> None:
-        try:
-            for item in items:
-                if not put((item, None)):
-                    return
-            put((end, None))
-        except BaseException as e:  # noqa: BLE001  (handed to the consumer)
-            put((end, e))
-
-    thread = threading.Thread(target=read, name="cwm-decode", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, error = q.get()
-            if item is end:
-                if error is not None:
-                    raise error
-                return
-            yield item
-    finally:
-        stop.set()
 
 
 def _plan(args: argparse.Namespace, kind: Kind, fmt: str, raw: str, outputs: Outputs, reader) -> _Job:

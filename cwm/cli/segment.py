@@ -65,11 +65,9 @@ def run_one(args: argparse.Namespace) -> int:
         image = read_image(args.input)
     check_inside(args.point, image.shape[:2], "--point")
     outputs.check()
-    from probes.segments import segment  # torch: imported once the inputs are known to be good
-
-    predictor = load_predictor(args)
+    predictor = load_predictor(args)  # torch: imported once the inputs are known to be good
     options = {k: v for k, v in (("method", args.method), ("directions", args.directions)) if v is not None}
-    result = segment(predictor, image, points=args.point or None, **options)
+    result = predictor.segment(image, points=args.point or None, **options)
     masks = np.asarray(result.masks, dtype=bool)
 
     def body() -> None:
