@@ -17,10 +17,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cwm.errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only: probes.pair imports torch
+    from probes.pair import PairState
 
 #: What :func:`evaluate` can score of a model, in report order.
 PROBES = ("flow", "occlusion", "depth", "segments")
@@ -42,7 +46,7 @@ class PairStates:
     def __len__(self) -> int:
         return len(self._states)
 
-    def __call__(self, frame0: np.ndarray, frame1: np.ndarray):
+    def __call__(self, frame0: np.ndarray, frame1: np.ndarray) -> PairState:
         digest = hashlib.sha1()
         for frame in (frame0, frame1):
             frame = np.ascontiguousarray(frame)

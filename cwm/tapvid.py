@@ -171,6 +171,15 @@ def pair_method(pair, mode: str, gap: int = 5, redetect: int = 4) -> Method:
     return method
 
 
+def predictor_method(predictor, mode: str, gap: int = 5, redetect: int = 4) -> Method:
+    """A :data:`Method` that tracks through ``predictor.track_video`` (the CWM's own tracker)."""
+    def method(frames, queries, backward):
+        result = predictor.track_video(frames, queries, mode=mode, gap=gap, backward=backward, redetect=redetect)
+        return result.tracks.astype(np.float64), result.occluded
+
+    return method
+
+
 def baseline_methods(redetect: int = 4) -> dict[str, Method]:
     """``zero``, ``dis_chained`` and ``dis_direct``."""
     from probes.pair_trackers import flow_pair_tracker

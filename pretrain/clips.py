@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from torch.utils.data import Dataset, Sampler
 
 from cwm.config import CWMConfig
 from cwm.errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only: the photo bank is imported when first used
+    from cwm.synthetic.photos import PhotoBank
 
 #: The epoch key of the fixed held-out batch: never reached by training epochs.
 EVAL_EPOCH = 2**31 - 1
@@ -249,7 +252,7 @@ class PhotoClips(Dataset):
         self.bank  # load now: a missing folder fails here, in the main process
 
     @property
-    def bank(self):
+    def bank(self) -> PhotoBank:
         if self._bank is None:
             from cwm.synthetic.photos import HELD_OUT_PATTERNS, PhotoBank
 

@@ -11,12 +11,17 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
 from cwm.cli.outputs import Outputs, run_outputs  # noqa: F401  (re-exported for the subcommands)
 from cwm.errors import InputError, did_you_mean, unknown_options  # noqa: F401  (moved to cwm.errors)
+
+if TYPE_CHECKING:  # annotations only: importing these costs torch and tqdm
+    from tqdm import tqdm
+
+    from cwm.predictor import CWMPredictor
 
 #: Where outputs go when ``-o`` is not given: ``cwm_out/<input stem>_<command>/``.
 DEFAULT_OUT_ROOT = Path("cwm_out")
@@ -41,7 +46,7 @@ class CWMArgumentParser(argparse.ArgumentParser):
         # plain negative numbers.
         self._negative_number_matcher = re.compile(r"^-\.?\d")
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
         message = " ".join(_with_choice_hint(message).split())  # one line, whatever the user typed
         command = self.prog.split(" ", 1)[1] if " " in self.prog else ""
         where = f" (see `{self.prog} --help`)" if command else " (see `cwm --help`)"
@@ -246,7 +251,7 @@ def load_pair(args: argparse.Namespace, command: str) -> tuple[np.ndarray, np.nd
     return fit_size(f0, args.size), fit_size(f1, args.size)
 
 
-def load_predictor(args: argparse.Namespace):
+def load_predictor(args: argparse.Namespace) -> CWMPredictor:
     """``cwm.load(--weights, --device)``; a bad or unavailable ``--device`` is a ConfigError.
 
     With ``args.predictor_cache`` (a dict, set by :mod:`cwm.cli.folders`), loaded once and shared."""
@@ -262,7 +267,7 @@ def load_predictor(args: argparse.Namespace):
     return predictor
 
 
-def progress(total: int, desc: str, quiet: bool):
+def progress(total: int, desc: str, quiet: bool) -> tqdm:
     """A tqdm bar on stderr (count, rate and ETA)."""
     from tqdm import tqdm
 

@@ -44,15 +44,13 @@ def register(suites) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from cwm.cli.common import load_predictor, progress
-    from cwm.tapvid import baseline_methods, evaluate, format_report, pair_method, read_tapvid_dataset
+    from cwm.tapvid import baseline_methods, evaluate, format_report, predictor_method, read_tapvid_dataset
 
     refuse_existing_report(args)
     videos = read_tapvid_dataset(args.data)[: args.max_videos]
     methods = {}
     if "cwm" in args.methods:
-        from probes.tracking import probe_pair_tracker
-
-        methods["cwm"] = pair_method(probe_pair_tracker(load_predictor(args)), args.mode, args.gap, args.redetect)
+        methods["cwm"] = predictor_method(load_predictor(args), args.mode, args.gap, args.redetect)
     baselines = baseline_methods(args.redetect)
     methods.update({name: baselines[name] for name in args.methods if name != "cwm"})
     with progress(len(videos) * len(methods), "tapvid", args.quiet) as bar:
