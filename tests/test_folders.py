@@ -180,9 +180,10 @@ def test_prefetch_keeps_order_and_raises_the_readers_error():
     assert got == [1]
 
 
-def test_batch_gives_the_probe_k_pairs_at_once(data, tmp_path):
-    """--batch 4 over 6 pairs: the probe's batched results for pairs 0-3 and 4-5, in order (a
-    batch draws its probe masks together, so they are not bit-identical to --batch 1)."""
+def test_batch_gives_the_probe_k_pairs_at_once(data, tmp_path, capsys):
+    """--batch 4 over 6 pairs: the probe's batched results for pairs 0-3 and 4-5, in order, and
+    bit-identical to --batch 1 (a pair's probe masks come from the seed alone); so a folder re-run
+    with another --batch skips its finished videos instead of refusing them."""
     import cwm
     from cwm.io import open_video
     from probes.flow import flow
@@ -199,6 +200,17 @@ def test_batch_gives_the_probe_k_pairs_at_once(data, tmp_path):
         for t, r in enumerate(expected):
             np.testing.assert_array_equal(z[f"flow_{t:06d}"], r.flow.astype(np.float32))
             np.testing.assert_array_equal(z[f"occlusion_{t:06d}"], r.occlusion)
+    assert main(["flow", str(video), "--weights", str(data["weights"]), "--format", "raw", "--device", "cpu",
+                 "-q", "-o", str(tmp_path / "b1")]) == 0
+    with np.load(tmp_path / "b4" / "flow.npz") as z4, np.load(tmp_path / "b1" / "flow.npz") as z1:
+        assert sorted(z4.files) == sorted(z1.files)
+        for name in z1.files:
+            np.testing.assert_array_equal(z4[name], z1[name])
+    out = tmp_path / "folder"
+    assert main(flow_cmd(data, out, "--batch", "4")) == 0
+    capsys.readouterr()
+    assert main(flow_cmd(data, out)) == 0  # --batch 1 now: everything is already done
+    assert "0 done, 3 skipped, 0 failed of 3 videos" in capsys.readouterr().err
 
 
 def test_python_dash_m_cwm():

@@ -28,9 +28,10 @@ RECORDS = ".cwm-manifest"
 MANIFEST = "manifest.json"
 PARTIAL = ".cwm-partial-"
 #: Arguments that do not change what a video's outputs hold: where they go, how the run reports,
-#: where it computes, and the run's own bookkeeping.
+#: where it computes, how many pairs share a probe call (a batch reads bit-identically to its
+#: pairs one by one: tests/test_folders.py), and the run's own bookkeeping.
 NOT_OPTIONS = frozenset({"command", "run", "rest", "inputs", "input", "out", "overwrite", "quiet", "device",
-                         "predictor_cache", "pairs_done", "item_name"})
+                         "batch", "predictor_cache", "pairs_done", "item_name"})
 
 
 def file_digest(path: str | Path) -> str:
