@@ -341,8 +341,11 @@ def interrupt_run(folder: Path, sig: int, timeout: float = 180.0) -> dict[str, A
     before = prepare_out(Case("interrupt", "", None), out)
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     with tempfile.TemporaryFile() as err:
+        # SIGINT at its default in the child: a shell's background job (`cmd &`) starts with it
+        # ignored, and Python then leaves it ignored, as a terminal's Ctrl-C never finds it.
         proc = subprocess.Popen([*CLI, "flow", "long.mp4", "--raw", "npy", "-o", str(out)], cwd=folder,
-                                stdout=subprocess.DEVNULL, stderr=err, env=env)
+                                stdout=subprocess.DEVNULL, stderr=err, env=env,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + timeout
         while not (out / "raw" / "000001.npy").exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from cwm.frames import resize
 from probes import fields
 from probes.core import ModelOptions, ProbeOptions
-from probes.jacobian import ProbePredictor
+from probes.jacobian import ProbePredictor, probe_masks
 
 #: The single-window probe, :func:`probes.flow.window_flow`: ``(predictor, f0, f1, opts) ->
 #: (flow [N, h, w, 2], confidence [N, h, w], occlusion [N, h, w])`` on model-sized tiles.
@@ -147,18 +147,32 @@ def level_options(predictor: ProbePredictor, opts: ProbeOptions, level: int, lev
     return tile
 
 
+def tile_masks(predictor: ProbePredictor, opts: ModelOptions, tiles: int, pairs: int) -> torch.Tensor:
+    """Frame-1 masks of ``tiles`` tiles of ``pairs`` pairs, tile-major as the tiles are batched:
+    ``[tiles * pairs * opts.num_masks, T*h*w]`` bool, tile ``i`` drawn from seed ``opts.seed + i``
+    (:func:`probes.jacobian.probe_masks`; a single tile has the masks of a single window)."""
+    return torch.cat([probe_masks(pairs, predictor.num_frames, predictor.grid, opts.num_masks, opts.visible,
+                                  opts.seed + i) for i in range(tiles)])
+
+
 def _probe_tiles(predictor: ProbePredictor, window_flow: WindowFlow, f0: torch.Tensor, f1w: torch.Tensor,
                  opts: ModelOptions, tile_stride: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Residual flow ``[B, H, W, 2]``, confidence and occlusion ``[B, H, W]`` of one level,
     from the probe on model-sized tiles ``tile_stride`` apart (None: abutting), blended with
-    tent weights where they overlap."""
+    tent weights where they overlap.
+
+    Tile ``i`` of the level probes with the masks of seed ``opts.seed + i`` (:func:`tile_masks`):
+    different tiles reveal different patches, so the patches no mask predicts (and the probe's
+    other mask-dependent errors) do not repeat at the same place in every tile, while a pair's
+    tiles do not depend on the other pairs of the batch."""
     b, _, h, w = f0.shape
     th, tw = predictor.size
     stride = tile_stride or min(th, tw)
     boxes = [(y, x) for y in tile_origins(h, th, stride) for x in tile_origins(w, tw, stride)]
     t0 = torch.cat([f0[:, :, y:y + th, x:x + tw] for y, x in boxes])   # (n*B, 3, th, tw), box-major
     t1 = torch.cat([f1w[:, :, y:y + th, x:x + tw] for y, x in boxes])
-    flow, conf, occ = window_flow(predictor, t0.to(predictor.device), t1.to(predictor.device), opts)
+    masks = tile_masks(predictor, opts, len(boxes), b)
+    flow, conf, occ = window_flow(predictor, t0.to(predictor.device), t1.to(predictor.device), opts, masks)
     weight = tent((th, tw), f0.dtype)
     acc = torch.zeros(b, h, w, 4, dtype=f0.dtype)
     norm = torch.zeros(b, h, w, 1, dtype=f0.dtype)

@@ -93,7 +93,7 @@ def test_pyramid_resolves_each_level_through_the_same_step():
         return torch.zeros(n, h, w, 2, dtype=f0.dtype), torch.ones(n, h, w, dtype=f0.dtype), \
             torch.zeros(n, h, w, dtype=torch.bool)
 
-    predictor = SimpleNamespace(size=(64, 64), patch_size=8, device=torch.device("cpu"))
+    predictor = SimpleNamespace(size=(64, 64), patch_size=8, grid=(8, 8), num_frames=2, device=torch.device("cpu"))
     frames = torch.rand(1, 3, 256, 256)
     pyramid.pyramid_flow(predictor, window, frames, frames, ProbeOptions(max_flow=20, finest_side=None))
     tile = DEFAULT_MAX_FLOW_FRACTION * 64

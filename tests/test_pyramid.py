@@ -118,3 +118,28 @@ def test_large_input_keeps_aspect_and_beats_zero_flow_on_a_camera_pan(predictor)
     result = predictor.flow(f0, f1)
     err = np.hypot(result.flow[..., 0] - 6, result.flow[..., 1])[16:-16, 16:-16].mean()
     assert err < 0.5 * 6.0
+
+
+def test_each_tile_probes_with_its_own_masks_and_pairs_share_them():
+    from probes.jacobian import probe_masks
+
+    predictor = _LucasKanade()
+    opts = ProbeOptions().resolve(predictor, (64, 64))
+    k, tokens = opts.num_masks, predictor.num_frames * 64
+    masks = pyramid.tile_masks(predictor, opts, 3, 2)                  # 3 tiles x 2 pairs, tile-major
+    assert masks.shape == (3 * 2 * k, tokens) and masks.dtype == torch.bool
+    assert torch.equal(masks[:2 * k], probe_masks(2, 2, (8, 8), k, opts.visible, opts.seed))  # tile 0 = one window
+    tiles = masks.reshape(3, 2, k, tokens)
+    assert all(torch.equal(t[0], t[1]) for t in tiles)                 # a pair's masks do not depend on the batch
+    assert not torch.equal(tiles[0], tiles[1]) and not torch.equal(tiles[1], tiles[2])
+
+    seen = []
+
+    def window(predictor, f0, f1, opts, masks=None):
+        seen.append(masks)
+        return _lk_window_flow(predictor, f0, f1, opts)
+
+    t0 = torch.rand(2, 3, 128, 128, dtype=torch.float64)
+    pyramid.pyramid_flow(predictor, window, t0, t0, ProbeOptions(finest_side=None))
+    assert [m.shape[0] for m in seen] == [2 * k, 4 * 2 * k]            # level 0: one tile; level 1: four
+    assert torch.equal(seen[1], pyramid.tile_masks(predictor, opts, 4, 2))
