@@ -236,7 +236,6 @@ class CWMPredictor:
 
         return depth(self, frame0, frame1, stereo=stereo, **kw)
 
-    # ------------------------------------------------------------------ read-outs for the CLI and demos
     def keypoints(self, frame0, frame1, n: int = 8, chunk_size: int = 64) -> KeypointResult:
         """The ``n`` frame-1 patches that most reduce the prediction error, chosen greedily ->
         ``KeypointResult``: ``.points [n, 2]`` ``(x, y)`` patch centres in input pixels,

@@ -21,19 +21,6 @@ def parser(name: str, doc: str) -> argparse.ArgumentParser:
     return p
 
 
-def point_arg(text: str) -> tuple[float, float]:
-    """``"X,Y"`` (pixels, x = column) -> ``(x, y)``, as an argparse type (junk: a usage error)."""
-    import math
-
-    try:
-        x, y = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected X,Y (two numbers), got {text!r}") from None
-    if not (math.isfinite(x) and math.isfinite(y)):
-        raise argparse.ArgumentTypeError(f"expected X,Y with finite numbers, got {text!r}")
-    return (x, y)
-
-
 def load(args: argparse.Namespace):
     import cwm
 

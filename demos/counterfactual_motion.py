@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from demos._common import load, parser, point_arg, save
+from demos._common import load, parser, save
 from demos.make_assets import still_scene
 
 STATIC_INSET = 0.08  # static points sit this fraction of the image side in from each corner
@@ -41,14 +41,15 @@ def corners(size: tuple[int, int], avoid: np.ndarray | None) -> list[tuple[float
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cwm.argtypes import parse_point
     from cwm.io import read_image
     from cwm.viz import change_map, draw_moves, pixel_change, side_by_side
 
     p = parser("counterfactual_motion", __doc__)
     p.add_argument("--image", default=None, help="an image (default: demos/assets/still.png, made by make_assets)")
-    p.add_argument("--point", type=point_arg, default=None, metavar="X,Y",
+    p.add_argument("--point", type=parse_point, default=None, metavar="X,Y",
                    help="the patch to move (default: inside the still image's object)")
-    p.add_argument("--move", type=point_arg, default=None, metavar="DX,DY",
+    p.add_argument("--move", type=parse_point, default=None, metavar="DX,DY",
                    help="displacement in pixels (default: a tenth of the width, rightward)")
     args = p.parse_args(argv)
     predictor = load(args)

@@ -61,7 +61,6 @@ class ArrayResult:
         if ext in (".npy", ".npz"):
             save_arrays(path, self.numpy() if ext == ".npy" else self.arrays(), overwrite)
             return
-
         write_image(path, self.visualize(), overwrite=overwrite)
 
 
@@ -84,7 +83,6 @@ class FlowResult(ArrayResult):
     def visualize(self, frame0: np.ndarray | None = None) -> np.ndarray:
         """Middlebury colour-coded flow, uint8 ``[H, W, 3]``; with ``frame0`` (uint8 RGB), the
         frame with occluded pixels in magenta beside it (``[H, 2W, 3]``)."""
-
         color = viz.flow_to_color(self.flow)
         if frame0 is None:
             return color
@@ -102,10 +100,8 @@ class FlowResult(ArrayResult):
         path = Path(path)
         ext = path.suffix.lower()
         if ext == ".flo":
-
             write_flo(path, self.flow, overwrite=overwrite)
         elif ext == ".png":
-
             write_image(path, self.visualize(), overwrite=overwrite)
         elif ext in (".npy", ".npz"):
             save_arrays(path, self.flow if ext == ".npy" else self.arrays(), overwrite)
@@ -164,7 +160,6 @@ class TrackResult(ArrayResult):
 
 def save_arrays(path: Path, arrays: np.ndarray | dict[str, np.ndarray], overwrite: bool) -> None:
     """One array as ``.npy`` or several as a compressed ``.npz``, written atomically."""
-
     with atomic_write(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
         if isinstance(arrays, dict):
             np.savez_compressed(fh, **arrays)
@@ -200,6 +195,5 @@ class SegmentResult(ArrayResult):
 
     def visualize(self) -> np.ndarray:
         """The image with each mask tinted in its own colour and the points drawn: uint8 ``[H, W, 3]``."""
-
         out = viz.overlay_segments(self.image, self.masks) if len(self.masks) else self.image.copy()
         return viz.points_overlay(out, self.points, radius=max(2, min(self.image.shape[:2]) // 64))

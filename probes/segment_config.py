@@ -12,15 +12,15 @@ from cwm.errors import ConfigError, did_you_mean
 
 #: Automatic mode tries at most this many candidates per segment it may keep.
 MAX_TRIES_PER_SEGMENT = 3
-#: Flow-probe options of ``read="reprobe"`` (overridden by ``SegmentConfig.flow``). The prediction
-#: being measured is our own synthetic frame, so revealing a quarter of it costs nothing in
-#: fairness and can show the model how the poked object moved.
 #: Engine mode of the poke protocol's flow reads (both ``read`` protocols; ``SegmentConfig.flow``
 #: may override it). Forward mode, not :data:`probes.core.DEFAULT_MODE`'s finite differences: a
 #: counterfactual read batches many pokes' tangents on one primal each (vmap shares it), the
 #: segment cost accounting (``SegmentResult.cost``, "jvps") and its tests count forward-mode
 #: items, and the reads were tuned on it.
 FLOW_READ_MODE = "jvp"
+#: Flow-probe options of ``read="reprobe"`` (overridden by ``SegmentConfig.flow``). The prediction
+#: being measured is our own synthetic frame, so revealing a quarter of it costs nothing in
+#: fairness and can show the model how the poked object moved.
 DEFAULT_FLOW_OPTIONS = {"visible": 0.25, "num_masks": 2, "mode": FLOW_READ_MODE}
 
 

@@ -85,7 +85,6 @@ class VideoTrackResult(ArrayResult):
         and a dot where it is visible (one colour per track; occluded points are not drawn)."""
         import cv2
 
-
         out = np.ascontiguousarray(frame).copy()
         colors = distinct_colors(len(self.tracks))
         start = max(0, t - trail)

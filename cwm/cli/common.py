@@ -5,16 +5,16 @@ Nothing here imports torch: ``cwm --help`` and argument errors stay fast.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import numpy as np
 
+from cwm.argtypes import parse_move, parse_point, positive_float, positive_int, unit_fraction  # noqa: F401
 from cwm.cli.outputs import Outputs, run_outputs  # noqa: F401  (re-exported for the subcommands)
 from cwm.errors import InputError, did_you_mean, unknown_options  # noqa: F401  (moved to cwm.errors)
 
@@ -87,64 +87,6 @@ def add_output_options(p: argparse.ArgumentParser, model: bool = True) -> None:
                        help="registered name (`cwm weights list`), weights folder, .safetensors or "
                             "official .pth (default: the embedded model)")
         m.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA if available)")
-
-
-# ----------------------------------------------------------------------------- argument types
-def _shown(text: str, limit: int = 40) -> str:
-    """A user's argument quoted and escaped (so an error stays on one line), cut at ``limit``."""
-    text = str(text)
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
-
-
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
-
-
-def _numbers(text: str, count: int, what: str, form: str) -> tuple[float, ...]:
-    """``count`` comma-separated finite decimal numbers (ASCII only: no nan, inf, hex or "1_0")."""
-    text, shown = str(text), _shown(text)
-    parts = [s.strip() for s in text.split(",")]
-    if len(parts) != count:
-        raise argparse.ArgumentTypeError(f"expected {what} as {form}, got {shown}")
-    if not all(_NUMBER.fullmatch(s) for s in parts):
-        raise argparse.ArgumentTypeError(f"expected {what} as {form} with decimal numbers, got {shown}")
-    values = tuple(float(s) for s in parts)
-    if not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"expected {what} as {form} with finite numbers, got {shown}")
-    return values
-
-
-def parse_point(text: str) -> tuple[float, float]:
-    """``"X,Y"`` (pixels, x = column) -> ``(x, y)``; junk raises a clean argparse error."""
-    x, y = _numbers(text, 2, "a point", "X,Y")
-    return (x, y)
-
-
-def parse_move(text: str) -> tuple[tuple[float, float], tuple[float, float]]:
-    """``"X,Y,DX,DY"`` -> ``((x, y), (dx, dy))``: move the patch at (x, y) by (dx, dy) pixels."""
-    x, y, dx, dy = _numbers(text, 4, "a move", "X,Y,DX,DY")
-    return ((x, y), (dx, dy))
-
-
-def _checked(text: str, convert: Callable[[str], Any], ok: Callable[[Any], bool], what: str):
-    try:
-        value = convert(text)
-    except ValueError:
-        value = None
-    if value is None or not ok(value):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {_shown(text)}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    return _checked(text, int, lambda v: v >= 1, "a positive integer")
-
-
-def unit_fraction(text: str) -> float:
-    return _checked(text, float, lambda v: 0 < v <= 1, "a number in (0, 1]")
-
-
-def positive_float(text: str) -> float:
-    return _checked(text, float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 
 
 def check_inside(points: Iterable[tuple[float, float]], size: tuple[int, int], flag: str) -> None:
